@@ -1,0 +1,120 @@
+// PKCS#10 certificate requests: parse (keeping raw DER slices) and verify.
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { children, decodeOid, decodeOne, DerError, expectTag, TAG, unpem } from './der.js';
+import { KilnError } from './errors.js';
+import { decodeName, type NameAttribute } from './name.js';
+import { OID } from './oids.js';
+
+export interface PublicKeyInfo {
+  type: 'ec' | 'rsa' | 'other';
+  /** EC curve name as Node reports it (prime256v1, secp384r1) */
+  curve?: string;
+  /** RSA modulus size */
+  bits?: number;
+}
+
+export interface ParsedCsr {
+  der: Buffer;
+  /** certificationRequestInfo, the signed bytes */
+  infoDer: Buffer;
+  subjectDer: Buffer;
+  subject: NameAttribute[];
+  spkiDer: Buffer;
+  publicKey: KeyObject;
+  keyInfo: PublicKeyInfo;
+  signatureAlgorithm: string;
+  signature: Buffer;
+  /** Extensions requested through the PKCS#9 extensionRequest attribute. */
+  requestedExtensions: Map<string, { critical: boolean; value: Buffer }>;
+}
+
+const HASH_FOR_SIGNATURE: Record<string, string> = {
+  [OID.ecdsaSha256]: 'sha256',
+  [OID.ecdsaSha384]: 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  [OID.sha256WithRsa]: 'sha256',
+  [OID.sha384WithRsa]: 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+};
+
+/** Parses a PEM CSR. Throws KilnError('bad_csr') with a one-line reason. */
+export function parseCsrPem(text: string): ParsedCsr {
+  const der = unpem(text, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+  if (!der || der.length === 0) throw new KilnError('bad_csr', 'csr is not a PEM certificate request');
+  return parseCsr(der);
+}
+
+export function parseCsr(der: Buffer): ParsedCsr {
+  try {
+    return parseCsrDer(der);
+  } catch (err) {
+    if (err instanceof KilnError) throw err;
+    throw new KilnError('bad_csr', 'csr does not parse as PKCS#10', { cause: err });
+  }
+}
+
+function parseCsrDer(der: Buffer): ParsedCsr {
+  const [info, sigAlg, sig] = children(expectTag(decodeOne(der), TAG.SEQUENCE, 'CertificationRequest'));
+  const [version, subject, spki, attrs] = children(expectTag(info, TAG.SEQUENCE, 'CertificationRequestInfo'));
+  expectTag(version, TAG.INTEGER, 'version');
+  expectTag(subject, TAG.SEQUENCE, 'subject');
+  expectTag(spki, TAG.SEQUENCE, 'subjectPKInfo');
+  const sigOid = decodeOid(expectTag(children(expectTag(sigAlg, TAG.SEQUENCE, 'signatureAlgorithm'))[0], TAG.OID, 'algorithm').body);
+  const sigBits = expectTag(sig, TAG.BIT_STRING, 'signature');
+  if (sigBits.body[0] !== 0) throw new DerError('signature has unused bits');
+
+  let publicKey: KeyObject;
+  try {
+    publicKey = createPublicKey({ key: Buffer.from(spki.raw), format: 'der', type: 'spki' });
+  } catch (err) {
+    throw new KilnError('bad_csr', 'csr public key is not readable', { cause: err });
+  }
+  const details = publicKey.asymmetricKeyDetails ?? {};
+  const keyType = publicKey.asymmetricKeyType;
+  const keyInfo: PublicKeyInfo =
+    keyType === 'ec'
+      ? { type: 'ec', curve: details.namedCurve }
+      : keyType === 'rsa'
+        ? { type: 'rsa', bits: details.modulusLength }
+        : { type: 'other' };
+
+  return {
+    der,
+    infoDer: Buffer.from(info.raw),
+    subjectDer: Buffer.from(subject.raw),
+    subject: decodeName(subject),
+    spkiDer: Buffer.from(spki.raw),
+    publicKey,
+    keyInfo,
+    signatureAlgorithm: sigOid,
+    signature: Buffer.from(sigBits.body.subarray(1)),
+    requestedExtensions: attrs ? readExtensionRequest(attrs.body) : new Map(),
+  };
+}
+
+function readExtensionRequest(attrsBody: Uint8Array): Map<string, { critical: boolean; value: Buffer }> {
+  const out = new Map<string, { critical: boolean; value: Buffer }>();
+  for (const attr of children({ tag: TAG.SET, raw: attrsBody, body: attrsBody })) {
+    const [type, values] = children(attr);
+    if (decodeOid(type.body) !== OID.extensionRequest) continue;
+    for (const ext of children(children(values)[0])) {
+      const parts = children(ext);
+      const critical = parts.length === 3 && parts[1].body[0] !== 0;
+      out.set(decodeOid(parts[0].body), { critical, value: Buffer.from(parts[parts.length - 1].body) });
+    }
+  }
+  return out;
+}
+
+/** Checks the CSR's self-signature (proof of possession). */
+export function verifyCsrSignature(csr: ParsedCsr): void {
+  const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
+  if (!hash) throw new KilnError('bad_csr', `csr signature algorithm ${csr.signatureAlgorithm} is not supported`);
+  let ok = false;
+  try {
+    ok = cryptoVerify(hash, csr.infoDer, { key: csr.publicKey, dsaEncoding: 'der' }, csr.signature);
+  } catch (err) {
+    throw new KilnError('bad_csr', 'csr signature does not verify', { cause: err });
+  }
+  if (!ok) throw new KilnError('bad_csr', 'csr signature does not verify');
+}

@@ -1,0 +1,56 @@
+// The device-certificate policy: what a CSR must look like to be signed.
+import { verifyCsrSignature, type ParsedCsr } from './csr.js';
+import { KilnError } from './errors.js';
+import { nameValue } from './name.js';
+import { OID } from './oids.js';
+
+export interface DevicePolicy {
+  /** The factory name: the OU every device CSR must carry. */
+  factory: string;
+  /** Accepted EC curves (Node names). */
+  ecCurves: readonly string[];
+  /** Minimum RSA modulus; 0 refuses RSA keys. */
+  minRsaBits: number;
+}
+
+export const DEFAULT_KEY_POLICY = { ecCurves: ['prime256v1', 'secp384r1'], minRsaBits: 2048 } as const;
+
+export interface DeviceIdentity {
+  /** The CN, lower-cased. */
+  uuid: string;
+  production: boolean;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const isCanonicalUuid = (s: string): boolean => UUID_RE.test(s);
+
+/** Validates a parsed CSR against the policy; returns the device identity it names. */
+export function checkDeviceCsr(csr: ParsedCsr, policy: DevicePolicy): DeviceIdentity {
+  verifyCsrSignature(csr);
+  const cn = nameValue(csr.subject, OID.commonName);
+  const ou = nameValue(csr.subject, OID.organizationalUnit);
+  if (cn === undefined) throw new KilnError('policy', 'csr subject has no CN (the device UUID)');
+  if (ou === undefined) throw new KilnError('policy', 'csr subject has no OU (the factory name)');
+  if (ou !== policy.factory) throw new KilnError('policy', `csr OU "${printable(ou)}" is not this factory (${policy.factory})`);
+  if (!isCanonicalUuid(cn)) throw new KilnError('policy', `csr CN "${printable(cn)}" is not a canonical UUID`);
+  checkKey(csr, policy);
+  return { uuid: cn.toLowerCase(), production: nameValue(csr.subject, OID.businessCategory) === 'production' };
+}
+
+function checkKey(csr: ParsedCsr, policy: DevicePolicy): void {
+  const k = csr.keyInfo;
+  if (k.type === 'ec' && k.curve && policy.ecCurves.includes(k.curve)) return;
+  if (k.type === 'rsa' && policy.minRsaBits > 0 && (k.bits ?? 0) >= policy.minRsaBits) return;
+  const what = k.type === 'ec' ? `EC ${k.curve ?? 'unknown curve'}` : k.type === 'rsa' ? `RSA ${k.bits ?? '?'} bits` : 'this key type';
+  const allowed = [...policy.ecCurves.map(curveLabel), ...(policy.minRsaBits > 0 ? [`RSA >= ${policy.minRsaBits}`] : [])].join(', ');
+  throw new KilnError('policy', `csr key ${what} is not allowed (allowed: ${allowed})`);
+}
+
+const curveLabel = (c: string): string => ({ prime256v1: 'EC P-256', secp384r1: 'EC P-384' })[c] ?? `EC ${c}`;
+
+/** Keeps reasons one line and short: control characters out, length capped. */
+function printable(s: string): string {
+  const clean = s.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return clean.length > 64 ? clean.slice(0, 61) + '...' : clean;
+}

@@ -1,0 +1,116 @@
+// Certificate profiles: what each kind of certificate in a factory PKI contains.
+import type { Ca } from './ca.js';
+import type { CertificateTemplate } from './certificate.js';
+import type { ParsedCsr } from './csr.js';
+import { authorityKeyIdentifier, basicConstraints, extKeyUsage, keyIdentifier, keyUsage, subjectAltNameDns, subjectKeyIdentifier } from './extensions.js';
+import { encodeName } from './name.js';
+import { OID } from './oids.js';
+
+const DAY_MS = 86_400_000;
+
+export const addDays = (d: Date, days: number): Date => new Date(d.getTime() + days * DAY_MS);
+
+/** Seconds precision: X.509 times carry no fractions. */
+export const wholeSeconds = (d: Date): Date => new Date(Math.floor(d.getTime() / 1000) * 1000);
+
+export interface DeviceIssue {
+  ca: Ca;
+  csr: ParsedCsr;
+  serial: Uint8Array;
+  notBefore: Date;
+  validityDays: number;
+}
+
+/** The device certificate template (contract §4 plus a subjectKeyIdentifier). */
+export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
+  const notBefore = wholeSeconds(p.notBefore);
+  return {
+    serial: p.serial,
+    issuerDer: p.ca.cert.subjectDer,
+    subjectDer: p.csr.subjectDer,
+    spkiDer: p.csr.spkiDer,
+    notBefore,
+    notAfter: addDays(notBefore, p.validityDays),
+    extensions: [
+      keyUsage(['digitalSignature']),
+      extKeyUsage([OID.clientAuth]),
+      authorityKeyIdentifier(p.ca.keyId),
+      subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer)),
+    ],
+  };
+}
+
+export interface CaProfileInput {
+  serial: Uint8Array;
+  /** CN of the new certificate */
+  commonName: string;
+  factory: string;
+  spkiDer: Uint8Array;
+  notBefore: Date;
+  days: number;
+}
+
+const subjectOf = (cn: string, factory: string): Buffer =>
+  encodeName([
+    { oid: OID.commonName, value: cn },
+    { oid: OID.organizationalUnit, value: factory },
+  ]);
+
+/** Self-signed factory root: CA:TRUE, keyCertSign + cRLSign. */
+export function rootCaTemplate(p: CaProfileInput): CertificateTemplate {
+  const subject = subjectOf(p.commonName, p.factory);
+  const notBefore = wholeSeconds(p.notBefore);
+  return {
+    serial: p.serial,
+    issuerDer: subject,
+    subjectDer: subject,
+    spkiDer: p.spkiDer,
+    notBefore,
+    notAfter: addDays(notBefore, p.days),
+    extensions: [
+      basicConstraints(true),
+      keyUsage(['keyCertSign', 'cRLSign']),
+      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
+    ],
+  };
+}
+
+/** The local (device-signing) CA under the root: CA:TRUE pathlen 0, keyCertSign. */
+export function localCaTemplate(p: CaProfileInput, root: Ca): CertificateTemplate {
+  const notBefore = wholeSeconds(p.notBefore);
+  return {
+    serial: p.serial,
+    issuerDer: root.cert.subjectDer,
+    subjectDer: subjectOf(p.commonName, p.factory),
+    spkiDer: p.spkiDer,
+    notBefore,
+    notAfter: addDays(notBefore, p.days),
+    extensions: [
+      basicConstraints(true, 0),
+      keyUsage(['keyCertSign']),
+      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
+      authorityKeyIdentifier(root.keyId),
+    ],
+  };
+}
+
+/** The device gateway's TLS server certificate; its DNS SANs name gateway and OSTree hosts. */
+export function gatewayTlsTemplate(p: CaProfileInput & { dnsNames: string[] }, root: Ca): CertificateTemplate {
+  const notBefore = wholeSeconds(p.notBefore);
+  return {
+    serial: p.serial,
+    issuerDer: root.cert.subjectDer,
+    subjectDer: subjectOf(p.commonName, p.factory),
+    spkiDer: p.spkiDer,
+    notBefore,
+    notAfter: addDays(notBefore, p.days),
+    extensions: [
+      basicConstraints(false),
+      keyUsage(['digitalSignature']),
+      extKeyUsage([OID.serverAuth], false),
+      subjectAltNameDns(p.dnsNames),
+      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
+      authorityKeyIdentifier(root.keyId),
+    ],
+  };
+}
