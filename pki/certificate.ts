@@ -1,5 +1,22 @@
 // Reading certificates (read-only view) and assembling new ones from a template.
-import { bitString, children, decodeOid, decodeOne, decodeTime, DerError, explicit, expectTag, pem, seq, TAG, time, uint, uintFromBytes, unpem, type Tlv } from './der.js';
+import {
+  bitString,
+  children,
+  decodeOid,
+  decodeOne,
+  decodeTime,
+  DerError,
+  explicit,
+  expectTag,
+  pem,
+  seq,
+  TAG,
+  time,
+  uint,
+  uintFromBytes,
+  unpem,
+  type Tlv,
+} from './der.js';
 import { decodeName, type NameAttribute } from './name.js';
 import { OID } from './oids.js';
 import type { Signer } from './signer.js';
@@ -54,7 +71,9 @@ export function parseCertificate(input: Uint8Array): ParsedCertificate {
   }
   const cert: ParsedCertificate = {
     der,
-    serialHex: Buffer.from(serial.body).toString('hex').replace(/^(00)+(?=.)/, ''),
+    serialHex: Buffer.from(serial.body)
+      .toString('hex')
+      .replace(/^(00)+(?=.)/, ''),
     issuerDer: Buffer.from(issuer.raw),
     subjectDer: Buffer.from(subject.raw),
     subject: decodeName(subject),

@@ -157,10 +157,7 @@ export function time(d: Date): Buffer {
 
 export function decodeTime(t: Tlv): Date {
   const s = Buffer.from(t.body).toString('ascii');
-  const m =
-    t.tag === TAG.UTC_TIME
-      ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s)
-      : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
+  const m = t.tag === TAG.UTC_TIME ? /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s) : /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s);
   if (!m) throw new DerError('bad time');
   let year = Number(m[1]);
   if (t.tag === TAG.UTC_TIME) year += year < 50 ? 2000 : 1900;

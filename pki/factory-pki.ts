@@ -68,7 +68,10 @@ export async function createFactoryPki(opts: FactoryPkiOptions): Promise<PkiFile
 
   const localSigner = keyed(opts.localSigner, PKI_FILES.localKey);
   const localDer = await signCertificate(
-    localCaTemplate({ ...base, serial: randomSerial(random), commonName: opts.owner, spkiDer: localSigner.spkiDer, days: LOCAL_CA_DAYS }, root),
+    localCaTemplate(
+      { ...base, serial: randomSerial(random), commonName: opts.owner, spkiDer: localSigner.spkiDer, days: LOCAL_CA_DAYS },
+      root,
+    ),
     rootSigner,
   );
   files.push({ name: PKI_FILES.localCert, content: certificatePem(localDer), mode: 0o644 });

@@ -2,7 +2,15 @@
 import type { Ca } from './ca.js';
 import type { CertificateTemplate } from './certificate.js';
 import type { ParsedCsr } from './csr.js';
-import { authorityKeyIdentifier, basicConstraints, extKeyUsage, keyIdentifier, keyUsage, subjectAltNameDns, subjectKeyIdentifier } from './extensions.js';
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  extKeyUsage,
+  keyIdentifier,
+  keyUsage,
+  subjectAltNameDns,
+  subjectKeyIdentifier,
+} from './extensions.js';
 import { encodeName } from './name.js';
 import { OID } from './oids.js';
 
@@ -67,11 +75,7 @@ export function rootCaTemplate(p: CaProfileInput): CertificateTemplate {
     spkiDer: p.spkiDer,
     notBefore,
     notAfter: addDays(notBefore, p.days),
-    extensions: [
-      basicConstraints(true),
-      keyUsage(['keyCertSign', 'cRLSign']),
-      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
-    ],
+    extensions: [basicConstraints(true), keyUsage(['keyCertSign', 'cRLSign']), subjectKeyIdentifier(keyIdentifier(p.spkiDer))],
   };
 }
 

@@ -19,5 +19,7 @@ export function uuidSerial(uuid: string): Buffer {
 
 /** Serial as lower-case hex without leading zero bytes (as the registry stores it). */
 export function serialHex(serial: Uint8Array): string {
-  return Buffer.from(serial).toString('hex').replace(/^(00)+(?=.)/, '');
+  return Buffer.from(serial)
+    .toString('hex')
+    .replace(/^(00)+(?=.)/, '');
 }

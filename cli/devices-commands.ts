@@ -1,0 +1,138 @@
+// `kilnctl devices …`: the registry and the deny-list, on the database directly.
+import type { Command } from 'commander';
+import { isCanonicalUuid } from '../pki/policy.js';
+import { KilnError } from '../pki/errors.js';
+import { DEFAULTS, SETTINGS } from '../server/config.js';
+import { openStore, parseDbUrl } from '../server/db/open.js';
+import type { Store } from '../server/db/store.js';
+import { printResult, table } from './shared/output.js';
+import { usage } from './shared/run.js';
+
+interface DbOpts {
+  db?: string;
+  json?: boolean;
+}
+
+function uuidsArg(args: string[]): string[] {
+  for (const u of args) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
+  return [...new Set(args.map((u) => u.toLowerCase()))];
+}
+
+function pageArg(o: { limit?: string; offset?: string }): { limit: number; offset: number } {
+  const limit = Number(o.limit ?? 100);
+  const offset = Number(o.offset ?? 0);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100000) throw usage('--limit must be a whole number from 1 to 100000');
+  if (!Number.isInteger(offset) || offset < 0) throw usage('--offset must be a whole number >= 0');
+  return { limit, offset };
+}
+
+export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): void {
+  const devices = program.command('devices').description('registered devices and the deny-list');
+
+  const withStore = async <T>(o: DbOpts, fn: (store: Store) => Promise<T>): Promise<T> => {
+    const store = openStore(parseDbUrl(o.db ?? env[SETTINGS.db.env] ?? DEFAULTS.db));
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  };
+  const cmd = (name: string, description: string): Command =>
+    devices
+      .command(name)
+      .description(description)
+      .option('--db <url>', `registry database (default $${SETTINGS.db.env} or ${DEFAULTS.db})`)
+      .option('--json', 'print the result as JSON on stdout');
+
+  cmd('list', 'list registered devices, most recently registered first')
+    .option('--limit <n>', 'at most this many (default 100)')
+    .option('--offset <n>', 'skip this many')
+    .action((o: DbOpts & { limit?: string; offset?: string }) =>
+      withStore(o, async (s) => {
+        const rows = await s.listDevices(pageArg(o));
+        printResult(!!o.json, rows, () =>
+          table(rows, [
+            ['uuid', 'UUID'],
+            ['name', 'NAME'],
+            ['hardwareId', 'HARDWARE ID'],
+            ['production', 'PRODUCTION'],
+            ['lastRegisteredAt', 'LAST REGISTERED'],
+            ['serial', 'SERIAL'],
+          ]),
+        );
+      }),
+    );
+
+  cmd('show', 'show one device and its certificate history')
+    .argument('<uuid>')
+    .action((uuid: string, o: DbOpts) =>
+      withStore(o, async (s) => {
+        const [id] = uuidsArg([uuid]);
+        const device = await s.getDevice(id);
+        const certificates = await s.certificatesOf(id);
+        const denied = await s.findDenied(id);
+        if (!device && !certificates.length && !denied) throw new KilnError('not_found', `unknown device ${id}`);
+        const history = certificates.map(({ pem: _pem, ...c }) => c);
+        printResult(!!o.json, { device: device ?? null, denied: denied ?? null, certificates: certificates }, () => {
+          const head = device
+            ? `UUID:        ${device.uuid}\nName:        ${device.name}\nHardware ID: ${device.hardwareId}\nProduction:  ${device.production}\nRegistered:  ${device.firstRegisteredAt.toISOString()} (first), ${device.lastRegisteredAt.toISOString()} (last), ${device.registrations} time(s)\nSerial:      ${device.serial}\n`
+            : `UUID:        ${id} (deleted)\n`;
+          const deny = denied ? `Denied:      ${denied.deniedAt.toISOString()}${denied.reason ? ` (${denied.reason})` : ''}\n` : '';
+          return `${head}${deny}\nCertificates:\n${table(history, [
+            ['serial', 'SERIAL'],
+            ['issuedAt', 'ISSUED'],
+            ['notAfter', 'EXPIRES'],
+            ['clientAddress', 'CLIENT'],
+          ])}`;
+        });
+      }),
+    );
+
+  cmd('deny', 'add UUIDs to the deny-list: /sign refuses them with 403')
+    .argument('<uuid...>')
+    .option('--reason <text>', 'why (shown in list-denied)', '')
+    .action((uuids: string[], o: DbOpts & { reason: string }) =>
+      withStore(o, async (s) => {
+        const entries = await s.deny(uuidsArg(uuids), o.reason, new Date());
+        printResult(!!o.json, entries, () => `Denied ${entries.map((e) => e.uuid).join(', ')}\n`);
+      }),
+    );
+
+  cmd('delete', 'delete devices and deny their UUIDs (as the upstream device API does)')
+    .argument('<uuid...>')
+    .option('--reason <text>', 'why (shown in list-denied)', 'deleted')
+    .action((uuids: string[], o: DbOpts & { reason: string }) =>
+      withStore(o, async (s) => {
+        const ids = uuidsArg(uuids);
+        await s.deleteDevices(ids, o.reason, new Date());
+        printResult(!!o.json, { deleted: ids }, () => `Deleted and denied ${ids.join(', ')}\n`);
+      }),
+    );
+
+  cmd('list-denied', 'list the deny-list')
+    .option('--limit <n>', 'at most this many (default 100)')
+    .option('--offset <n>', 'skip this many')
+    .action((o: DbOpts & { limit?: string; offset?: string }) =>
+      withStore(o, async (s) => {
+        const rows = await s.listDenied(pageArg(o));
+        printResult(!!o.json, rows, () =>
+          table(rows, [
+            ['uuid', 'UUID'],
+            ['name', 'NAME'],
+            ['deniedAt', 'DENIED'],
+            ['reason', 'REASON'],
+          ]),
+        );
+      }),
+    );
+
+  cmd('delete-denied', 'remove UUIDs from the deny-list so they may register again')
+    .argument('<uuid...>')
+    .action((uuids: string[], o: DbOpts) =>
+      withStore(o, async (s) => {
+        const ids = uuidsArg(uuids);
+        await s.deleteDenied(ids);
+        printResult(!!o.json, { allowed: ids }, () => `Removed from the deny-list: ${ids.join(', ')}\n`);
+      }),
+    );
+}

@@ -1,0 +1,38 @@
+// Runs a CLI's main function: one-line messages on stderr and sysexits codes,
+// from the one error table.
+import { KilnError, toKilnError } from '../../pki/errors.js';
+
+export const EXIT_USAGE = 64;
+
+export interface CommanderLikeError {
+  code: string;
+  exitCode: number;
+}
+
+const isCommanderError = (e: unknown): e is CommanderLikeError =>
+  typeof e === 'object' &&
+  e !== null &&
+  typeof (e as CommanderLikeError).code === 'string' &&
+  (e as CommanderLikeError).code.startsWith('commander.');
+
+/** Maps anything thrown to an exit code, printing a one-line reason. */
+export function exitCodeFor(prog: string, err: unknown, stderr: (s: string) => void = (s) => process.stderr.write(s)): number {
+  if (isCommanderError(err)) {
+    // commander already printed its message (or help/version)
+    return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code) ? 0 : EXIT_USAGE;
+  }
+  const e = toKilnError(err);
+  const detail = e.code === 'internal' && e.cause instanceof Error ? `: ${e.cause.message}` : '';
+  stderr(`${prog}: ${e.message}${detail}\n`);
+  return e.exitCode;
+}
+
+export async function runMain(prog: string, main: () => Promise<number | void>): Promise<void> {
+  try {
+    process.exitCode = (await main()) ?? 0;
+  } catch (err) {
+    process.exitCode = exitCodeFor(prog, err);
+  }
+}
+
+export const usage = (msg: string): KilnError => new KilnError('usage', msg);

@@ -1,0 +1,19 @@
+// Opens the registry named by a database URL: `sqlite:PATH` (or `sqlite::memory:`).
+import { KilnError } from '../../pki/errors.js';
+import { openSqliteStore } from './sqlite/store.js';
+import type { Store } from './store.js';
+
+export type DbLocation = { kind: 'sqlite'; path: string };
+
+export function parseDbUrl(url: string): DbLocation {
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!path) throw new KilnError('config', `--db ${url}: no file path after sqlite:`);
+    return { kind: 'sqlite', path };
+  }
+  throw new KilnError('config', `--db ${url}: expected sqlite:PATH`);
+}
+
+export function openStore(loc: DbLocation): Store {
+  return openSqliteStore(loc.path);
+}

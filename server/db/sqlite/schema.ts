@@ -1,0 +1,38 @@
+import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+export const certificates = sqliteTable(
+  'certificates',
+  {
+    serial: text('serial').primaryKey(),
+    uuid: text('uuid').notNull(),
+    subject: text('subject').notNull(),
+    hardwareId: text('hardware_id').notNull(),
+    name: text('name').notNull(),
+    production: integer('production', { mode: 'boolean' }).notNull(),
+    notBefore: integer('not_before', { mode: 'timestamp_ms' }).notNull(),
+    notAfter: integer('not_after', { mode: 'timestamp_ms' }).notNull(),
+    pem: text('pem').notNull(),
+    issuedAt: integer('issued_at', { mode: 'timestamp_ms' }).notNull(),
+    clientAddress: text('client_address').notNull(),
+    requestId: text('request_id').notNull(),
+  },
+  (t) => [index('certificates_uuid_idx').on(t.uuid, t.issuedAt)],
+);
+
+export const devices = sqliteTable('devices', {
+  uuid: text('uuid').primaryKey(),
+  name: text('name').notNull(),
+  hardwareId: text('hardware_id').notNull(),
+  production: integer('production', { mode: 'boolean' }).notNull(),
+  serial: text('serial').notNull(),
+  firstRegisteredAt: integer('first_registered_at', { mode: 'timestamp_ms' }).notNull(),
+  lastRegisteredAt: integer('last_registered_at', { mode: 'timestamp_ms' }).notNull(),
+  registrations: integer('registrations').notNull(),
+});
+
+export const deniedDevices = sqliteTable('denied_devices', {
+  uuid: text('uuid').primaryKey(),
+  name: text('name').notNull(),
+  reason: text('reason').notNull(),
+  deniedAt: integer('denied_at', { mode: 'timestamp_ms' }).notNull(),
+});

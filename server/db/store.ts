@@ -1,0 +1,68 @@
+// The registry's narrow interface. Drivers (SQLite, later PostgreSQL) implement it;
+// nothing outside server/db sees a driver type.
+
+export interface IssuedCertificate {
+  serial: string;
+  uuid: string;
+  subject: string;
+  hardwareId: string;
+  name: string;
+  production: boolean;
+  notBefore: Date;
+  notAfter: Date;
+  pem: string;
+  issuedAt: Date;
+  clientAddress: string;
+  requestId: string;
+}
+
+export interface Device {
+  uuid: string;
+  name: string;
+  hardwareId: string;
+  production: boolean;
+  serial: string;
+  firstRegisteredAt: Date;
+  lastRegisteredAt: Date;
+  registrations: number;
+}
+
+export interface DeniedDevice {
+  uuid: string;
+  name: string;
+  reason: string;
+  deniedAt: Date;
+}
+
+export interface RecordOptions {
+  /** Refuse (conflict) when the UUID already has a certificate. */
+  rejectReregistration: boolean;
+}
+
+export interface Page {
+  limit: number;
+  offset: number;
+}
+
+export interface Store {
+  /**
+   * Records an issued certificate and updates its device in one transaction,
+   * committed when the promise resolves. Throws KilnError 'denied' when the UUID
+   * is on the deny-list, 'conflict' when re-registration is refused or the
+   * serial is taken.
+   */
+  recordIssuance(cert: IssuedCertificate, opts: RecordOptions): Promise<void>;
+  findDenied(uuid: string): Promise<DeniedDevice | undefined>;
+  getDevice(uuid: string): Promise<Device | undefined>;
+  listDevices(page: Page): Promise<Device[]>;
+  certificatesOf(uuid: string): Promise<IssuedCertificate[]>;
+  /** Adds UUIDs to the deny-list (idempotent); returns the entries. */
+  deny(uuids: string[], reason: string, now: Date): Promise<DeniedDevice[]>;
+  /** Removes devices and denies their UUIDs; throws 'not_found' (and changes nothing) if one is unknown. */
+  deleteDevices(uuids: string[], reason: string, now: Date): Promise<void>;
+  listDenied(page: Page): Promise<DeniedDevice[]>;
+  /** Lifts denials; throws 'not_found' (and changes nothing) if one is not denied. */
+  deleteDenied(uuids: string[]): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,118 @@
+// Composition root: turns a ServeConfig into a running server.
+import { serve, type ServerType } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { randomBytes, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { KilnError } from '../pki/errors.js';
+import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
+import { createPemSigner, type Signer } from '../pki/signer.js';
+import { createApp } from './app.js';
+import type { ServeConfig } from './config.js';
+import { openStore } from './db/open.js';
+import type { Logger } from './logger.js';
+import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
+import { createSignService } from './sign-service.js';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export const GATEWAY_PORT = 8443;
+
+/** Gateway and OSTree URLs: configured, or from the DNS SANs of tls-crt. */
+export function gatewayUrls(config: ServeConfig, pki: FactoryPki): { gateway: string; ostree: string } {
+  const sans = pki.tls?.dnsNames ?? [];
+  const gateway = config.gateway ?? (sans[0] && `https://${sans[0]}:${GATEWAY_PORT}`);
+  if (!gateway) throw new KilnError('config', 'no --gateway given and the PKI has no tls-crt with a DNS SAN to derive it from');
+  const ostree = config.ostree ?? (sans[1] ? `https://${sans[1]}:${GATEWAY_PORT}` : gateway);
+  return { gateway, ostree };
+}
+
+function loadCaSigner(config: ServeConfig): Signer {
+  let pem: string;
+  try {
+    pem = readFileSync(config.caKey, 'utf8');
+  } catch (err) {
+    throw new KilnError('config', `cannot read CA key ${config.caKey}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+  }
+  return createPemSigner(pem);
+}
+
+/** Signs and verifies a probe so a broken key fails at start-up, not on the first device. */
+export async function selfTest(signer: Signer): Promise<void> {
+  const probe = randomBytes(32);
+  let ok = false;
+  try {
+    const sig = await signer.sign(probe);
+    ok = verify(signer.algorithm.hash, probe, { key: signer.spkiDer, format: 'der', type: 'spki', dsaEncoding: 'der' }, sig);
+  } catch (err) {
+    throw new KilnError('config', `CA key self-test failed: ${(err as Error).message}`, { cause: err });
+  }
+  if (!ok) throw new KilnError('config', 'CA key self-test failed: signature does not verify');
+}
+
+export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
+  const signer = loadCaSigner(config);
+  const pki = loadFactoryPki(config.pkiDir, signer);
+  const urls = gatewayUrls(config, pki);
+  await selfTest(signer);
+  const store = openStore(config.db);
+
+  const signService = createSignService({
+    ca: pki.local,
+    rootPem: pki.rootPem,
+    store,
+    policy: { factory: pki.local.factory, ...DEFAULT_KEY_POLICY },
+    settings: {
+      ...urls,
+      validityDays: config.validityDays,
+      serialFromUuid: config.serialFromUuid,
+      rejectReregistration: config.rejectReregistration,
+    },
+    clock: () => new Date(),
+    random: randomBytes,
+  });
+  const app = createApp({
+    signService,
+    store,
+    signer,
+    logger,
+    clientAddress: (c) => getConnInfo(c).remote.address ?? 'unknown',
+  });
+
+  const server = await listen(app.fetch, config.listen).catch(async (err: unknown) => {
+    await store.close();
+    throw err;
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+  logger.info('started', {
+    url,
+    factory: pki.local.factory,
+    gateway: urls.gateway,
+    ostree: urls.ostree,
+    db: config.db.kind,
+    key: signer.describe().backend,
+  });
+
+  return {
+    url,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
+      await signer.close();
+    },
+  };
+}
+
+function listen(fetch: (req: Request) => Response | Promise<Response>, at: { host: string; port: number }): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname: at.host, port: at.port }, () => resolve(server));
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new KilnError('unavailable', `cannot listen on ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err })),
+    );
+  });
+}

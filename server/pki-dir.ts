@@ -1,0 +1,92 @@
+// The factory PKI directory on disk, in the layout `fioctl keys ca create` writes.
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createCa, type Ca } from '../pki/ca.js';
+import { certificatePem, parseCertificate, pemCertificates, type ParsedCertificate } from '../pki/certificate.js';
+import { KilnError } from '../pki/errors.js';
+import { PKI_FILES, type PkiFile } from '../pki/factory-pki.js';
+import { nameValue } from '../pki/name.js';
+import { OID } from '../pki/oids.js';
+import type { Signer } from '../pki/signer.js';
+
+export interface FactoryPki {
+  dir: string;
+  root: ParsedCertificate;
+  rootPem: string;
+  local: Ca;
+  /** The gateway TLS certificate, when the directory has one. */
+  tls?: ParsedCertificate;
+}
+
+function readCert(dir: string, name: string, required: true): ParsedCertificate;
+function readCert(dir: string, name: string, required: false): ParsedCertificate | undefined;
+function readCert(dir: string, name: string, required: boolean): ParsedCertificate | undefined {
+  const path = join(dir, name);
+  if (!existsSync(path)) {
+    if (required) throw new KilnError('config', `PKI directory ${dir} has no ${name} (create one with: kilnctl pki init)`);
+    return undefined;
+  }
+  const der = pemCertificates(readFile(path))[0];
+  if (!der) throw new KilnError('config', `${path} holds no PEM certificate`);
+  try {
+    return parseCertificate(der);
+  } catch (err) {
+    throw new KilnError('config', `${path} is not a readable X.509 certificate`, { cause: err });
+  }
+}
+
+function readFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new KilnError('config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+  }
+}
+
+export interface FactoryCerts {
+  root: ParsedCertificate;
+  local: ParsedCertificate;
+  tls?: ParsedCertificate;
+  /** The OU of the local CA: the factory name. */
+  factory: string;
+}
+
+/** Reads and cross-checks the certificates of a PKI directory (no keys). */
+export function readFactoryCerts(dir: string): FactoryCerts {
+  if (!existsSync(dir)) throw new KilnError('config', `PKI directory ${dir} does not exist (create one with: kilnctl pki init)`);
+  const root = readCert(dir, PKI_FILES.rootCert, true);
+  const local = readCert(dir, PKI_FILES.localCert, true);
+  const tls = readCert(dir, PKI_FILES.tlsCert, false);
+  if (!new X509Certificate(local.der).verify(new X509Certificate(root.der).publicKey)) {
+    throw new KilnError('config', `${PKI_FILES.localCert} is not signed by ${PKI_FILES.rootCert}`);
+  }
+  const factory = nameValue(local.subject, OID.organizationalUnit);
+  if (!factory) throw new KilnError('config', `${PKI_FILES.localCert} subject has no OU (the factory name)`);
+  return { root, local, tls, factory };
+}
+
+/** The PKI with its signing CA; the CA key comes from `signer` (file or HSM). */
+export function loadFactoryPki(dir: string, signer: Signer): FactoryPki {
+  const certs = readFactoryCerts(dir);
+  const local = createCa(certs.local.der, signer, 'local CA');
+  return { dir, root: certs.root, rootPem: certificatePem(certs.root.der), local, tls: certs.tls };
+}
+
+/** Writes a freshly created PKI; refuses to overwrite any existing PKI file. */
+export function writeFactoryPki(dir: string, files: PkiFile[]): void {
+  const taken = Object.values(PKI_FILES).filter((f) => existsSync(join(dir, f)));
+  if (taken.length) throw new KilnError('conflict', `${dir} already holds a PKI (${taken.join(', ')}); refusing to overwrite`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  try {
+    for (const f of files) {
+      const path = join(dir, f.name);
+      writeFileSync(path, f.content, { mode: f.mode, flag: 'wx' });
+      written.push(path);
+    }
+  } catch (err) {
+    for (const p of written) rmSync(p, { force: true });
+    throw new KilnError('unavailable', `cannot write the PKI to ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+  }
+}

@@ -1,0 +1,112 @@
+// The signing pipeline behind POST /sign: validate → apply the device profile →
+// sign → record durably → build the device's files.
+import type { Ca } from '../pki/ca.js';
+import { certificatePem, signCertificate } from '../pki/certificate.js';
+import { parseCsrPem } from '../pki/csr.js';
+import { KilnError } from '../pki/errors.js';
+import { formatName } from '../pki/name.js';
+import { checkDeviceCsr, type DevicePolicy } from '../pki/policy.js';
+import { deviceTemplate } from '../pki/profiles.js';
+import { randomSerial, serialHex, uuidSerial, type RandomSource } from '../pki/serial.js';
+import type { Store } from './db/store.js';
+import { parseSignRequest } from './sign-request.js';
+import { renderSotaToml } from './sota-toml.js';
+
+export interface SignSettings {
+  gateway: string;
+  ostree: string;
+  validityDays: number;
+  serialFromUuid: boolean;
+  rejectReregistration: boolean;
+}
+
+export interface SignServiceDeps {
+  ca: Ca;
+  rootPem: string;
+  store: Store;
+  policy: DevicePolicy;
+  settings: SignSettings;
+  clock: () => Date;
+  random: RandomSource;
+}
+
+export interface SignMeta {
+  requestId: string;
+  clientAddress: string;
+}
+
+/** Filled in as the pipeline learns things, so the request log can say them even on failure. */
+export interface SignTrace {
+  uuid?: string;
+  serial?: string;
+  /** The public reason of a refusal. */
+  reason?: string;
+}
+
+/** Registry failures are the server's, not the device's: 503, worth a retry. */
+async function registry<T>(op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof KilnError) throw err;
+    throw new KilnError('unavailable', 'device registry is unavailable; try again', { cause: err });
+  }
+}
+
+export type DeviceFiles = Record<'root.crt' | 'client.pem' | 'client.chained' | 'sota.toml', string>;
+
+export interface SignService {
+  sign(body: string, meta: SignMeta, trace?: SignTrace): Promise<DeviceFiles>;
+}
+
+export function createSignService(deps: SignServiceDeps): SignService {
+  const { ca, store, policy, settings } = deps;
+  const chainTail = '\n' + ca.certPem;
+
+  return {
+    async sign(body, meta, trace = {}) {
+      const req = parseSignRequest(body);
+      const csr = parseCsrPem(req.csr);
+      const id = checkDeviceCsr(csr, policy);
+      trace.uuid = id.uuid;
+      if (req.uuid !== undefined && req.uuid.toLowerCase() !== id.uuid) {
+        throw new KilnError('bad_request', "field 'uuid' does not match the CSR's CN");
+      }
+      if (await registry(() => store.findDenied(id.uuid))) throw new KilnError('denied', `device ${id.uuid} is on the deny-list`);
+
+      const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
+      const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays });
+      const pem = certificatePem(await signCertificate(template, ca.signer));
+      trace.serial = serialHex(serial);
+
+      const record = {
+        serial: trace.serial,
+        uuid: id.uuid,
+        subject: formatName(csr.subject),
+        hardwareId: req.hardwareId,
+        name: req.name ?? id.uuid,
+        production: id.production,
+        notBefore: template.notBefore,
+        notAfter: template.notAfter,
+        pem,
+        issuedAt: deps.clock(),
+        clientAddress: meta.clientAddress,
+        requestId: meta.requestId,
+      };
+      await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
+
+      return {
+        'root.crt': deps.rootPem,
+        'client.pem': pem,
+        'client.chained': pem + chainTail,
+        'sota.toml': renderSotaToml({
+          gateway: settings.gateway,
+          ostree: settings.ostree,
+          hardwareId: req.hardwareId,
+          sotaConfigDir: req.sotaConfigDir,
+          overrides: req.overrides,
+        }),
+      };
+    },
+  };
+}
