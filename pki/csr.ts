@@ -31,7 +31,7 @@ export interface ParsedCsr {
 const HASH_FOR_SIGNATURE: Record<string, string> = {
   [OID.ecdsaSha256]: 'sha256',
   [OID.ecdsaSha384]: 'sha384',
-  '1.2.840.10045.4.3.4': 'sha512',
+  [OID.ecdsaSha512]: 'sha512',
   [OID.sha256WithRsa]: 'sha256',
   [OID.sha384WithRsa]: 'sha384',
   '1.2.840.113549.1.1.13': 'sha512',

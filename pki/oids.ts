@@ -9,6 +9,7 @@ export const OID = {
   rsaEncryption: '1.2.840.113549.1.1.1',
   ecdsaSha256: '1.2.840.10045.4.3.2',
   ecdsaSha384: '1.2.840.10045.4.3.3',
+  ecdsaSha512: '1.2.840.10045.4.3.4',
   sha256WithRsa: '1.2.840.113549.1.1.11',
   sha384WithRsa: '1.2.840.113549.1.1.12',
   extensionRequest: '1.2.840.113549.1.9.14',

@@ -34,6 +34,7 @@ const alg = (name: string, id: string, hash: SignatureAlgorithm['hash'], params:
 export const SIGNATURE_ALGORITHMS = {
   ecdsaSha256: alg('ecdsa-with-SHA256', OID.ecdsaSha256, 'sha256', false),
   ecdsaSha384: alg('ecdsa-with-SHA384', OID.ecdsaSha384, 'sha384', false),
+  ecdsaSha512: alg('ecdsa-with-SHA512', OID.ecdsaSha512, 'sha512', false),
   sha256WithRsa: alg('sha256WithRSAEncryption', OID.sha256WithRsa, 'sha256', true),
 } as const;
 
@@ -42,8 +43,10 @@ export function algorithmForKey(key: KeyObject): SignatureAlgorithm {
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'ec' && details.namedCurve === 'prime256v1') return SIGNATURE_ALGORITHMS.ecdsaSha256;
   if (key.asymmetricKeyType === 'ec' && details.namedCurve === 'secp384r1') return SIGNATURE_ALGORITHMS.ecdsaSha384;
+  if (key.asymmetricKeyType === 'ec' && details.namedCurve === 'secp521r1') return SIGNATURE_ALGORITHMS.ecdsaSha512;
+  if (key.asymmetricKeyType === 'ec') return SIGNATURE_ALGORITHMS.ecdsaSha256;
   if (key.asymmetricKeyType === 'rsa') return SIGNATURE_ALGORITHMS.sha256WithRsa;
-  throw new KilnError('config', `unsupported CA key type ${key.asymmetricKeyType ?? 'unknown'} ${details.namedCurve ?? ''}`.trim());
+  throw new KilnError('config', `unsupported key type ${key.asymmetricKeyType ?? 'unknown'} ${details.namedCurve ?? ''}`.trim());
 }
 
 /** A signer over a private key held in memory (from a PEM file). */

@@ -1,0 +1,67 @@
+// An in-process app over a real PKI and a real (in-memory or file) SQLite registry.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_KEY_POLICY } from '../../pki/policy.js';
+import { createPemSigner } from '../../pki/signer.js';
+import { createApp } from '../../server/app.js';
+import { openSqliteStore } from '../../server/db/sqlite/store.js';
+import type { Store } from '../../server/db/store.js';
+import { createJsonLogger } from '../../server/logger.js';
+import { loadFactoryPki, type FactoryPki } from '../../server/pki-dir.js';
+import { createSignService, type SignSettings } from '../../server/sign-service.js';
+import { makePkiDir } from './pki.js';
+
+export interface TestApp {
+  request: (body: string, init?: { contentType?: string | null }) => Promise<Response>;
+  app: ReturnType<typeof createApp>;
+  store: Store;
+  pki: FactoryPki;
+  pkiDir: string;
+  logLines: () => Record<string, unknown>[];
+  rawLogs: () => string;
+}
+
+export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { pkiDir?: string; dbPath?: string } = {}): Promise<TestApp> {
+  const pkiDir = opts.pkiDir ?? (await makePkiDir());
+  const signer = createPemSigner(readFileSync(join(pkiDir, 'local-ca.key')));
+  const pki = loadFactoryPki(pkiDir, signer);
+  const store = openSqliteStore(opts.dbPath ?? ':memory:');
+  let logs = '';
+  const logger = createJsonLogger((l) => (logs += l));
+  const signService = createSignService({
+    ca: pki.local,
+    rootPem: pki.rootPem,
+    store,
+    policy: { factory: pki.local.factory, ...DEFAULT_KEY_POLICY },
+    settings: {
+      gateway: 'https://gw.acme.test:8443',
+      ostree: 'https://ostree.acme.test:8443',
+      validityDays: 7300,
+      serialFromUuid: false,
+      rejectReregistration: false,
+      ...settings,
+    },
+    clock: () => new Date(),
+    random: randomBytes,
+  });
+  const app = createApp({ signService, store, signer, logger, clientAddress: () => '192.0.2.10' });
+  return {
+    app,
+    store,
+    pki,
+    pkiDir,
+    request: (body, init = {}) => {
+      const headers: Record<string, string> = { 'OSF-TOKEN': 'na' };
+      if (init.contentType !== null) headers['Content-Type'] = init.contentType ?? 'application/json';
+      return app.request('/sign', { method: 'POST', headers, body });
+    },
+    rawLogs: () => logs,
+    logLines: () =>
+      logs
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
