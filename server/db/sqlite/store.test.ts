@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../../../test/helpers/pki.js';
+import { KilnError } from '../../../pki/errors.js';
+import type { IssuedCertificate, Store } from '../store.js';
+import { openSqliteStore } from './store.js';
+
+const cert = (uuid: string, serial = randomUUID().replace(/-/g, ''), issuedAt = new Date()): IssuedCertificate => ({
+  serial,
+  uuid,
+  subject: `CN=${uuid}, OU=f`,
+  hardwareId: 'hw',
+  name: uuid,
+  production: false,
+  notBefore: issuedAt,
+  notAfter: new Date(issuedAt.getTime() + 1000),
+  pem: 'PEM',
+  issuedAt,
+  clientAddress: '127.0.0.1',
+  requestId: 'r',
+});
+
+const codeOf = async (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: unknown) => (e as KilnError).code);
+
+describe('SQLite store', () => {
+  const open: Store[] = [];
+  afterEach(async () => {
+    for (const s of open.splice(0)) await s.close();
+  });
+  const fresh = (path = join(tempDir(), 'kiln.db')): Store => {
+    const s = openSqliteStore(path);
+    open.push(s);
+    return s;
+  };
+
+  it('ok/records survive closing and reopening the file', async () => {
+    const path = join(tempDir(), 'kiln.db');
+    const s = fresh(path);
+    const uuid = randomUUID();
+    await s.recordIssuance(cert(uuid, 'aa01'), { rejectReregistration: false });
+    await s.close();
+    const again = fresh(path);
+    expect(await again.getDevice(uuid)).toMatchObject({ uuid, serial: 'aa01', registrations: 1 });
+    expect((await again.certificatesOf(uuid))[0].issuedAt).toBeInstanceOf(Date);
+  });
+
+  it('fail/denied UUID is refused inside the transaction, nothing written', async () => {
+    const s = fresh();
+    const uuid = randomUUID();
+    await s.deny([uuid], 'r', new Date());
+    expect(await codeOf(s.recordIssuance(cert(uuid), { rejectReregistration: false }))).toBe('denied');
+    expect(await s.certificatesOf(uuid)).toEqual([]);
+  });
+
+  it('fail/duplicate serial is a conflict', async () => {
+    const s = fresh();
+    await s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false });
+    expect(await codeOf(s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false }))).toBe('conflict');
+  });
+
+  it('ok/delete removes the device, keeps its certificates and denies it', async () => {
+    const s = fresh();
+    const uuid = randomUUID();
+    await s.recordIssuance(cert(uuid), { rejectReregistration: false });
+    await s.deleteDevices([uuid], 'deleted', new Date());
+    expect(await s.getDevice(uuid)).toBeUndefined();
+    expect(await s.certificatesOf(uuid)).toHaveLength(1);
+    expect(await s.findDenied(uuid)).toMatchObject({ uuid, name: uuid, reason: 'deleted' });
+  });
+
+  it('fail/deleting an unknown device changes nothing', async () => {
+    const s = fresh();
+    const known = randomUUID();
+    await s.recordIssuance(cert(known), { rejectReregistration: false });
+    expect(await codeOf(s.deleteDevices([known, randomUUID()], 'x', new Date()))).toBe('not_found');
+    expect(await s.getDevice(known)).toBeDefined();
+    expect(await s.findDenied(known)).toBeUndefined();
+  });
+
+  it('ok/deny is idempotent; delete-denied lifts it; unknown is not_found', async () => {
+    const s = fresh();
+    const uuid = randomUUID();
+    const first = await s.deny([uuid], 'one', new Date(1000));
+    const second = await s.deny([uuid], 'two', new Date(2000));
+    expect(second[0]).toEqual(first[0]);
+    expect(await s.listDenied({ limit: 10, offset: 0 })).toHaveLength(1);
+    await s.deleteDenied([uuid]);
+    expect(await s.findDenied(uuid)).toBeUndefined();
+    expect(await codeOf(s.deleteDenied([uuid]))).toBe('not_found');
+  });
+
+  it('ok/list pages newest first', async () => {
+    const s = fresh();
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    for (let i = 0; i < 3; i++) await s.recordIssuance(cert(ids[i], undefined, new Date(1000 * (i + 1))), { rejectReregistration: false });
+    expect((await s.listDevices({ limit: 2, offset: 0 })).map((d) => d.uuid)).toEqual([ids[2], ids[1]]);
+    expect((await s.listDevices({ limit: 2, offset: 2 })).map((d) => d.uuid)).toEqual([ids[0]]);
+  });
+
+  it('fail/an unopenable path is a config error', () => {
+    const file = join(tempDir(), 'plain-file');
+    writeFileSync(file, '');
+    expect(() => openSqliteStore(join(file, 'kiln.db'))).toThrow(/cannot open SQLite database/);
+  });
+});
