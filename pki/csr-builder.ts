@@ -34,4 +34,3 @@ export async function createCsr(input: CsrInput): Promise<Buffer> {
   const signature = await signer.sign(info);
   return seq(info, signer.algorithm.der, bitString(signature));
 }
-

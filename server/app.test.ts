@@ -47,9 +47,21 @@ describe('POST /sign', () => {
     expect(x.verify(new X509Certificate(t.pki.local.certPem).publicKey)).toBe(true);
 
     const device = await t.store.getDevice(uuid);
-    expect(device).toMatchObject({ uuid, name: uuid, hardwareId: 'intel-corei7-64', production: true, serial: cert.serialHex, registrations: 1 });
+    expect(device).toMatchObject({
+      uuid,
+      name: uuid,
+      hardwareId: 'intel-corei7-64',
+      production: true,
+      serial: cert.serialHex,
+      registrations: 1,
+    });
     const [rec] = await t.store.certificatesOf(uuid);
-    expect(rec).toMatchObject({ serial: cert.serialHex, pem: files['client.pem'], clientAddress: '192.0.2.10', subject: `CN=${uuid}, OU=${FACTORY}, businessCategory=production` });
+    expect(rec).toMatchObject({
+      serial: cert.serialHex,
+      pem: files['client.pem'],
+      clientAddress: '192.0.2.10',
+      subject: `CN=${uuid}, OU=${FACTORY}, businessCategory=production`,
+    });
   });
 
   it('ok/serials are random, positive and 16 bytes', async () => {
@@ -122,9 +134,21 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
   });
 
   const rsa1024Csr = async (uuid: string): Promise<string> =>
-    pem('CERTIFICATE REQUEST', await createCsr({ subject: deviceSubject(uuid, FACTORY, false), key: generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey }));
+    pem(
+      'CERTIFICATE REQUEST',
+      await createCsr({
+        subject: deviceSubject(uuid, FACTORY, false),
+        key: generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey,
+      }),
+    );
 
-  type Case = [name: string, build: (uuid: string, csr: string) => Promise<string> | string, status: number, reason: RegExp, contentType?: string | null];
+  type Case = [
+    name: string,
+    build: (uuid: string, csr: string) => Promise<string> | string,
+    status: number,
+    reason: RegExp,
+    contentType?: string | null,
+  ];
   const cases: Case[] = [
     ['fail/not-json-content-type', (u, c) => lmpBody({ csr: c, uuid: u }), 415, /Content-Type: application\/json/, 'text/plain'],
     ['fail/no-content-type', (u, c) => lmpBody({ csr: c, uuid: u }), 415, /must be JSON/, null],
@@ -136,7 +160,12 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
     ['fail/missing-hardware-id', (u, c) => JSON.stringify({ csr: c, uuid: u }), 400, /missing required field 'hardware-id'/],
     ['fail/non-string-hardware-id', (u, c) => JSON.stringify({ csr: c, uuid: u, 'hardware-id': 7 }), 400, /'hardware-id' must be a string/],
     ['fail/group-present', (u, c) => lmpBody({ csr: c, uuid: u, group: 'beta' }), 400, /'group' is not accepted/],
-    ['fail/csr-does-not-parse', (u) => lmpBody({ csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n', uuid: u }), 400, /does not parse/],
+    [
+      'fail/csr-does-not-parse',
+      (u) => lmpBody({ csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n', uuid: u }),
+      400,
+      /does not parse/,
+    ],
     ['fail/csr-not-pem', (u) => lmpBody({ csr: 'hello', uuid: u }), 400, /not a PEM certificate request/],
     [
       'fail/csr-bad-signature',
@@ -148,16 +177,76 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
       400,
       /signature does not verify/,
     ],
-    ['fail/missing-ou', async (u) => lmpBody({ csr: pem('CERTIFICATE REQUEST', await createCsr({ subject: [{ oid: OID.commonName, value: u }], key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })), uuid: u }), 400, /no OU/],
-    ['fail/missing-cn', async (u) => lmpBody({ csr: pem('CERTIFICATE REQUEST', await createCsr({ subject: [{ oid: OID.organizationalUnit, value: FACTORY }], key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })), uuid: u }), 400, /no CN/],
-    ['fail/wrong-ou', async (u) => lmpBody({ csr: (await deviceCsr({ uuid: u, factory: 'evil-corp' })).csrPem, uuid: u }), 400, /not this factory/],
-    ['fail/cn-not-uuid', async (u) => lmpBody({ csr: (await deviceCsr({ uuid: 'device-0001' })).csrPem, uuid: u }), 400, /not a canonical UUID/],
+    [
+      'fail/missing-ou',
+      async (u) =>
+        lmpBody({
+          csr: pem(
+            'CERTIFICATE REQUEST',
+            await createCsr({
+              subject: [{ oid: OID.commonName, value: u }],
+              key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+            }),
+          ),
+          uuid: u,
+        }),
+      400,
+      /no OU/,
+    ],
+    [
+      'fail/missing-cn',
+      async (u) =>
+        lmpBody({
+          csr: pem(
+            'CERTIFICATE REQUEST',
+            await createCsr({
+              subject: [{ oid: OID.organizationalUnit, value: FACTORY }],
+              key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+            }),
+          ),
+          uuid: u,
+        }),
+      400,
+      /no CN/,
+    ],
+    [
+      'fail/wrong-ou',
+      async (u) => lmpBody({ csr: (await deviceCsr({ uuid: u, factory: 'evil-corp' })).csrPem, uuid: u }),
+      400,
+      /not this factory/,
+    ],
+    [
+      'fail/cn-not-uuid',
+      async (u) => lmpBody({ csr: (await deviceCsr({ uuid: 'device-0001' })).csrPem, uuid: u }),
+      400,
+      /not a canonical UUID/,
+    ],
     ['fail/uuid-field-differs', (_u, c) => lmpBody({ csr: c, uuid: randomUUID() }), 400, /'uuid' does not match/],
     ['fail/rsa-1024-key', async (u) => lmpBody({ csr: await rsa1024Csr(u), uuid: u }), 400, /RSA 1024 bits is not allowed/],
-    ['fail/override-newline', (u, c) => lmpBody({ csr: c, uuid: u, overrides: { pacman: { tags: '"main"\n[tls]\nserver = "https://evil"' } } }), 400, /newline or control character/],
-    ['fail/override-control-char', (u, c) => lmpBody({ csr: c, uuid: u, overrides: { pacman: { tags: '"ma\u0007in"' } } }), 400, /control character/],
-    ['fail/override-bad-section', (u, c) => lmpBody({ csr: c, uuid: u, overrides: { 'pac]man': { tags: '"x"' } } }), 400, /not a valid name/],
-    ['fail/override-non-string', (u, c) => JSON.stringify({ csr: c, uuid: u, 'hardware-id': 'x', overrides: { pacman: { tags: 3 } } }), 400, /must be a string/],
+    [
+      'fail/override-newline',
+      (u, c) => lmpBody({ csr: c, uuid: u, overrides: { pacman: { tags: '"main"\n[tls]\nserver = "https://evil"' } } }),
+      400,
+      /newline or control character/,
+    ],
+    [
+      'fail/override-control-char',
+      (u, c) => lmpBody({ csr: c, uuid: u, overrides: { pacman: { tags: '"ma\u0007in"' } } }),
+      400,
+      /control character/,
+    ],
+    [
+      'fail/override-bad-section',
+      (u, c) => lmpBody({ csr: c, uuid: u, overrides: { 'pac]man': { tags: '"x"' } } }),
+      400,
+      /not a valid name/,
+    ],
+    [
+      'fail/override-non-string',
+      (u, c) => JSON.stringify({ csr: c, uuid: u, 'hardware-id': 'x', overrides: { pacman: { tags: 3 } } }),
+      400,
+      /must be a string/,
+    ],
     ['fail/hardware-id-injection', (u, c) => lmpBody({ csr: c, uuid: u, hwid: 'x"\n[tls]' }), 400, /'hardware-id' contains/],
     ['fail/sota-config-dir-relative', (u, c) => lmpBody({ csr: c, uuid: u, 'sota-config-dir': 'var/sota' }), 400, /absolute path/],
     ['fail/body-over-64KiB', (u, c) => lmpBody({ csr: c, uuid: u, name: 'x'.repeat(70 * 1024) }), 413, /larger than 65536 bytes/],
@@ -218,7 +307,9 @@ describe('POST /sign options', () => {
   it('ok/validity is configurable', async () => {
     const t = await makeTestApp({ validityDays: 30 });
     const { uuid, csrPem } = await deviceCsr();
-    const cert = parseCertificatePem(((await (await t.request(lmpBody({ csr: csrPem, uuid }))).json()) as Record<string, string>)['client.pem']);
+    const cert = parseCertificatePem(
+      ((await (await t.request(lmpBody({ csr: csrPem, uuid }))).json()) as Record<string, string>)['client.pem'],
+    );
     expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBe(30 * DAY);
   });
 });

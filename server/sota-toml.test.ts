@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { renderSotaToml, type Overrides } from './sota-toml.js';
 
-const base = { gateway: 'https://gw.acme.test:8443', ostree: 'https://ostree.acme.test:8443', hardwareId: 'intel-corei7-64', sotaConfigDir: '/var/sota' };
+const base = {
+  gateway: 'https://gw.acme.test:8443',
+  ostree: 'https://ostree.acme.test:8443',
+  hardwareId: 'intel-corei7-64',
+  sotaConfigDir: '/var/sota',
+};
 const render = (overrides: Overrides = {}, extra: Partial<typeof base> = {}): string => renderSotaToml({ ...base, ...extra, overrides });
 
 const DEFAULTS = `[tls]
@@ -40,7 +45,9 @@ describe('renderSotaToml', () => {
   it('golden/sota-config-dir is substituted into storage and import paths', () => {
     const out = render({}, { sotaConfigDir: '/data/sota' });
     expect(out).toContain('path = "/data/sota/"\n');
-    expect(out).toContain('tls_cacert_path = "/data/sota/root.crt"\ntls_pkey_path = "/data/sota/pkey.pem"\ntls_clientcert_path = "/data/sota/client.pem"\n');
+    expect(out).toContain(
+      'tls_cacert_path = "/data/sota/root.crt"\ntls_pkey_path = "/data/sota/pkey.pem"\ntls_clientcert_path = "/data/sota/client.pem"\n',
+    );
   });
 
   it('golden/compose-apps overrides: replaced in place, new keys appended, "" is a comment', () => {
@@ -77,9 +84,15 @@ tags = "main"
       storage: { tls_pkey_path: '', tls_clientcert_path: '' },
       import: { tls_pkey_path: '', tls_clientcert_path: '' },
     });
-    expect(out).toContain('[tls]\nserver = "https://gw.acme.test:8443"\nca_source = "file"\npkey_source = "pkcs11"\ncert_source = "pkcs11"\n\n');
-    expect(out).toContain('[storage]\ntype = "sqlite"\npath = "/var/sota/"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n\n');
-    expect(out).toContain('[import]\ntls_cacert_path = "/var/sota/root.crt"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n');
+    expect(out).toContain(
+      '[tls]\nserver = "https://gw.acme.test:8443"\nca_source = "file"\npkey_source = "pkcs11"\ncert_source = "pkcs11"\n\n',
+    );
+    expect(out).toContain(
+      '[storage]\ntype = "sqlite"\npath = "/var/sota/"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n\n',
+    );
+    expect(out).toContain(
+      '[import]\ntls_cacert_path = "/var/sota/root.crt"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n',
+    );
     expect(out.endsWith('# tls_clientcert_path is not set\n')).toBe(true);
   });
 

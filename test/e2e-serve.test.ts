@@ -23,7 +23,20 @@ function writeFiles(dir: string, files: Record<string, string>): void {
 describe('kilnctl pki init / show', () => {
   it('creates a fioctl-layout PKI that openssl verifies, keys 0600, and refuses to overwrite', () => {
     const dir = join(tempDir(), 'pki');
-    const r = kilnctl(['pki', 'init', '--dir', dir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ostree-dns', 'ostree.acme.test', '--owner', 'owner-9']);
+    const r = kilnctl([
+      'pki',
+      'init',
+      '--dir',
+      dir,
+      '--factory',
+      FACTORY,
+      '--gateway-dns',
+      'gw.acme.test',
+      '--ostree-dns',
+      'ostree.acme.test',
+      '--owner',
+      'owner-9',
+    ]);
     expect(r.stderr).not.toMatch(/error/i);
     expect(r.code).toBe(0);
     expect(readdirSync(dir).sort()).toEqual(['factory_ca.key', 'factory_ca.pem', 'local-ca.key', 'local-ca.pem', 'tls-crt', 'tls.key']);
@@ -32,7 +45,8 @@ describe('kilnctl pki init / show', () => {
     expect(v.stdout).toContain('local-ca.pem: OK');
     expect(v.stdout).toContain('tls-crt: OK');
 
-    const text = (f: string): string => run('openssl', ['x509', '-in', join(dir, f), '-noout', '-text', '-nameopt', 'utf8,sep_comma_plus_space,show_type']).stdout;
+    const text = (f: string): string =>
+      run('openssl', ['x509', '-in', join(dir, f), '-noout', '-text', '-nameopt', 'utf8,sep_comma_plus_space,show_type']).stdout;
     const root = text('factory_ca.pem');
     expect(root).toMatch(/Subject: CN=UTF8STRING:Factory-CA, OU=UTF8STRING:acme-factory/);
     expect(root).toMatch(/Basic Constraints: critical\s+CA:TRUE/);
@@ -82,7 +96,10 @@ describe('kilnctl serve, end to end', () => {
     work = tempDir();
     pkiDir = join(work, 'pki');
     db = `sqlite:${join(work, 'kiln.db')}`;
-    expect(kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ostree-dns', 'ostree.acme.test']).code).toBe(0);
+    expect(
+      kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ostree-dns', 'ostree.acme.test'])
+        .code,
+    ).toBe(0);
     server = await startKilnctl(['--pki-dir', pkiDir, '--db', db]);
   });
   afterAll(async () => {
@@ -97,11 +114,29 @@ describe('kilnctl serve, end to end', () => {
     const dev = join(work, uuid);
     run('mkdir', ['-p', dev]);
     writeFiles(dev, files);
-    expect(opensslVerify(join(dev, 'root.crt'), join(pkiDir, 'local-ca.pem'), join(dev, 'client.pem')).stdout.trim()).toMatch(/client.pem: OK$/);
+    expect(opensslVerify(join(dev, 'root.crt'), join(pkiDir, 'local-ca.pem'), join(dev, 'client.pem')).stdout.trim()).toMatch(
+      /client.pem: OK$/,
+    );
     // client.chained carries the local CA: the device can present the chain by itself
-    const chained = run('openssl', ['verify', '-CAfile', join(dev, 'root.crt'), '-untrusted', join(dev, 'client.chained'), join(dev, 'client.pem')]);
+    const chained = run('openssl', [
+      'verify',
+      '-CAfile',
+      join(dev, 'root.crt'),
+      '-untrusted',
+      join(dev, 'client.chained'),
+      join(dev, 'client.pem'),
+    ]);
     expect(chained.stdout).toMatch(/OK/);
-    const purpose = run('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', join(dev, 'root.crt'), '-untrusted', join(pkiDir, 'local-ca.pem'), join(dev, 'client.pem')]);
+    const purpose = run('openssl', [
+      'verify',
+      '-purpose',
+      'sslclient',
+      '-CAfile',
+      join(dev, 'root.crt'),
+      '-untrusted',
+      join(pkiDir, 'local-ca.pem'),
+      join(dev, 'client.pem'),
+    ]);
     expect(purpose.stdout).toMatch(/OK/);
     expect(files['sota.toml']).toContain('server = "https://gw.acme.test:8443"');
     expect(files['sota.toml']).toContain('ostree_server = "https://ostree.acme.test:8443/ostree"');
@@ -113,7 +148,9 @@ describe('kilnctl serve, end to end', () => {
 
     const list = kilnctl(['devices', 'list', '--db', db, '--json']);
     expect(list.code).toBe(0);
-    expect((JSON.parse(list.stdout) as { uuid: string; production: boolean }[]).find((d) => d.uuid === uuid)).toMatchObject({ production: true });
+    expect((JSON.parse(list.stdout) as { uuid: string; production: boolean }[]).find((d) => d.uuid === uuid)).toMatchObject({
+      production: true,
+    });
     const show = kilnctl(['devices', 'show', uuid, '--db', db]);
     expect(show.stdout).toContain(`UUID:        ${uuid}`);
     expect(show.stdout).toContain('Production:  true');
@@ -145,7 +182,11 @@ describe('kilnctl serve, end to end', () => {
     expect((await register(server.url, lmpBody({ csr: csrPem, uuid }))).status).toBe(403);
 
     const unknown = randomUUID();
-    for (const args of [['devices', 'show', unknown], ['devices', 'delete', unknown], ['devices', 'delete-denied', unknown]]) {
+    for (const args of [
+      ['devices', 'show', unknown],
+      ['devices', 'delete', unknown],
+      ['devices', 'delete-denied', unknown],
+    ]) {
       const r = kilnctl([...args, '--db', db]);
       expect(r.code, args.join(' ')).toBe(65);
       expect(r.stderr.trim()).toMatch(new RegExp(`^kilnctl: .*${unknown}$`));
@@ -158,7 +199,15 @@ describe('kilnctl serve, end to end', () => {
 
 describe('kilnctl serve start-up failures', () => {
   it('fail/missing PKI directory: exit 78, one line', async () => {
-    const r = kilnctl(['serve', '--pki-dir', join(tempDir(), 'none'), '--db', `sqlite:${join(tempDir(), 'k.db')}`, '--listen', '127.0.0.1:0']);
+    const r = kilnctl([
+      'serve',
+      '--pki-dir',
+      join(tempDir(), 'none'),
+      '--db',
+      `sqlite:${join(tempDir(), 'k.db')}`,
+      '--listen',
+      '127.0.0.1:0',
+    ]);
     expect(r.code).toBe(78);
     expect(r.stderr.trim()).toMatch(/^kilnctl: cannot read CA key .*ENOENT$/);
   });
@@ -168,7 +217,15 @@ describe('kilnctl serve start-up failures', () => {
     kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']);
     const first = await startKilnctl(['--pki-dir', join(work, 'pki'), '--db', `sqlite:${join(work, 'a.db')}`]);
     try {
-      const r = kilnctl(['serve', '--pki-dir', join(work, 'pki'), '--db', `sqlite:${join(work, 'b.db')}`, '--listen', first.url.replace('http://', '')]);
+      const r = kilnctl([
+        'serve',
+        '--pki-dir',
+        join(work, 'pki'),
+        '--db',
+        `sqlite:${join(work, 'b.db')}`,
+        '--listen',
+        first.url.replace('http://', ''),
+      ]);
       expect(r.code).toBe(69);
       expect(r.stderr.trim()).toMatch(/^kilnctl: cannot listen on 127.0.0.1:\d+: EADDRINUSE$/);
     } finally {
@@ -186,7 +243,12 @@ describe('adopting a PKI made by plain openssl (fioctl layout)', () => {
     const snapshot = (): string[] =>
       readdirSync(dir)
         .sort()
-        .map((f) => `${f} ${(statSync(join(dir, f)).mode & 0o777).toString(8)} ${createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')}`);
+        .map(
+          (f) =>
+            `${f} ${(statSync(join(dir, f)).mode & 0o777).toString(8)} ${createHash('sha256')
+              .update(readFileSync(join(dir, f)))
+              .digest('hex')}`,
+        );
     const before = snapshot();
 
     const server = await startKilnctl(['--pki-dir', dir, '--db', `sqlite:${join(work, 'kiln.db')}`]);

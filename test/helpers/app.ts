@@ -51,7 +51,7 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     store,
     pki,
     pkiDir,
-    request: (body, init = {}) => {
+    request: async (body, init = {}) => {
       const headers: Record<string, string> = { 'OSF-TOKEN': 'na' };
       if (init.contentType !== null) headers['Content-Type'] = init.contentType ?? 'application/json';
       return app.request('/sign', { method: 'POST', headers, body });

@@ -43,7 +43,9 @@ export async function deviceCsr(o: DeviceCsrOptions = {}): Promise<{ uuid: strin
 }
 
 /** A request body exactly as lmp-device-register writes it: every value a string, `/` escaped as `\/`. */
-export function lmpBody(fields: { csr: string; uuid: string; hwid?: string; overrides?: Record<string, Record<string, string>> } & Record<string, unknown>): string {
+export function lmpBody(
+  fields: { csr: string; uuid: string; hwid?: string; overrides?: Record<string, Record<string, string>> } & Record<string, unknown>,
+): string {
   const { csr, uuid, hwid, overrides, ...rest } = fields;
   const body = {
     'hardware-id': hwid ?? 'intel-corei7-64',

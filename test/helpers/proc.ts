@@ -40,7 +40,10 @@ export interface ServerProcess {
 /** Starts `kilnctl serve` with `args` on a free port and waits for /healthz. */
 export async function startKilnctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(KILNCTL, ['serve', '--listen', `127.0.0.1:${port}`, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(KILNCTL, ['serve', '--listen', `127.0.0.1:${port}`, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -22,7 +22,11 @@ const cert = (uuid: string, serial = randomUUID().replace(/-/g, ''), issuedAt = 
   requestId: 'r',
 });
 
-const codeOf = async (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: unknown) => (e as KilnError).code);
+const codeOf = async (p: Promise<unknown>): Promise<string | undefined> =>
+  p.then(
+    () => undefined,
+    (e: unknown) => (e as KilnError).code,
+  );
 
 describe('SQLite store', () => {
   const open: Store[] = [];
