@@ -197,6 +197,25 @@ describe('kilnctl serve, end to end', () => {
   });
 });
 
+describe('durability', () => {
+  it('every 201 is already committed: kill -9 right after the answers loses nothing', async () => {
+    const work = tempDir();
+    kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']);
+    const db = `sqlite:${join(work, 'kiln.db')}`;
+    const server = await startKilnctl(['--pki-dir', join(work, 'pki'), '--db', db]);
+    const devices = await Promise.all(Array.from({ length: 20 }, () => deviceCsr()));
+    const answers = await Promise.all(devices.map((d) => register(server.url, lmpBody({ csr: d.csrPem, uuid: d.uuid }))));
+    expect(answers.map((a) => a.status)).toEqual(devices.map(() => 201));
+    expect(await server.stop('SIGKILL')).toBeNull();
+    const listed = JSON.parse(kilnctl(['devices', 'list', '--db', db, '--json']).stdout) as { uuid: string; serial: string }[];
+    for (const [i, d] of devices.entries()) {
+      const clientPem = (JSON.parse(answers[i].text) as Record<string, string>)['client.pem'];
+      const serial = run('openssl', ['x509', '-noout', '-serial'], { input: clientPem }).stdout.trim().replace('serial=', '').toLowerCase();
+      expect(listed.find((l) => l.uuid === d.uuid)?.serial, d.uuid).toBe(serial.replace(/^(00)+/, ''));
+    }
+  });
+});
+
 describe('kilnctl serve start-up failures', () => {
   it('fail/missing PKI directory: exit 78, one line', async () => {
     const r = kilnctl([
