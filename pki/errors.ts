@@ -14,6 +14,7 @@ export const ERROR_TABLE = {
   too_large: { http: 413, exit: 65 },
   unsupported_media_type: { http: 415, exit: 65 },
   unavailable: { http: 503, exit: 69 },
+  io: { http: 500, exit: 74 },
   temporary: { http: 503, exit: 75 },
   config: { http: 500, exit: 78 },
   internal: { http: 500, exit: 70 },

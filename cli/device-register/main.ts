@@ -1,0 +1,94 @@
+// device-register: make a key and CSR, ask the server to sign it, write the
+// device files. Leaves the sota directory as it was on any failure.
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../../pki/csr-builder.js';
+import { pem } from '../../pki/der.js';
+import { KilnError } from '../../pki/errors.js';
+import { createStaging, isPlainFileName, type DeviceFile } from './files.js';
+import { checkReachable, parseFiles, postSign, refusal } from './http.js';
+import { helpText, osReleasePath, parseArgs, parseOsRelease, resolveOptions, type Options } from './options.js';
+import { buildSignBody } from './request.js';
+
+export const VERSION = '0.1.0';
+const KEY_FILE = 'pkey.pem';
+
+function readOsRelease(path: string): Record<string, string> {
+  try {
+    return parseOsRelease(readFileSync(path, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+function startDaemon(command: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('/bin/sh', ['-c', command], (err, _out, stderr) =>
+      err ? reject(new KilnError('unavailable', `registered, but "${command}" failed: ${stderr.trim() || err.message}`)) : resolve(),
+    );
+  });
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: string) => void): Promise<number> {
+  const raw = parseArgs(argv);
+  if (raw.help) return (say(helpText()), 0);
+  if (raw.version) return (say(`device-register ${VERSION}\n`), 0);
+  const o = resolveOptions(raw, env, readOsRelease(osReleasePath(raw)));
+
+  if (!o.force && ['sql.db', 'client.pem'].some((f) => existsSync(join(o.sotaDir, f)))) {
+    throw new KilnError(
+      'conflict',
+      `device appears to be registered already (${o.sotaDir} has sql.db or client.pem); use --force 1 to register again`,
+    );
+  }
+
+  const staging = createStaging(o.sotaDir);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    staging.abort();
+    process.stderr.write(`device-register: interrupted by ${signal}; nothing was written\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await register(o, staging);
+  } catch (err) {
+    staging.abort();
+    throw err;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+  say(`Device ${o.uuid} (${o.name}) is now registered${o.production ? ' as a production device' : ''}.\n`);
+  if (o.startDaemon) await startDaemon(o.startDaemonCommand);
+  return 0;
+}
+
+async function register(o: Options, staging: ReturnType<typeof createStaging>): Promise<void> {
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const csr = pem(
+    'CERTIFICATE REQUEST',
+    await createCsr({ subject: deviceSubject(o.uuid, o.factory, o.production), key, extensions: DEVICE_CSR_EXTENSIONS() }),
+  );
+
+  await checkReachable(o.deviceApi, o.timeoutMs);
+  const answer = await postSign(o.deviceApi, buildSignBody(o, csr), { [o.apiTokenHeader]: o.apiToken }, o.timeoutMs);
+  if (answer.status !== 201) throw refusal(answer);
+
+  const returned = parseFiles(answer.text);
+  const files: DeviceFile[] = [];
+  for (const [name, content] of Object.entries(returned)) {
+    if (!isPlainFileName(name) || name === KEY_FILE) {
+      throw new KilnError('bad_request', `refusing unsafe file name from server: ${JSON.stringify(name.slice(0, 40))}`);
+    }
+    files.push({ name, content, mode: 0o644 });
+  }
+  if (!returned['client.pem']) throw new KilnError('bad_request', 'server answered 201 without client.pem');
+  files.push({ name: KEY_FILE, content: key.export({ type: 'sec1', format: 'pem' }).toString(), mode: 0o600 });
+
+  staging.prepare();
+  staging.stage(files);
+  staging.commit();
+}
