@@ -1,7 +1,7 @@
 // Writing the device files into the sota directory as one unit: every file is
 // staged (temp file, fsync), then all are renamed into place in one synchronous
 // step; a failure puts back exactly what was there before.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, fsyncSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KilnError } from '../../pki/errors.js';
 
@@ -90,6 +90,7 @@ export function createStaging(dir: string): Staging {
         for (const s of staged) {
           let backup: string | undefined;
           if (existsSync(s.final)) {
+            if (!lstatSync(s.final).isFile()) throw Object.assign(new Error(`${s.final} is not a regular file`), { code: 'EEXIST' });
             backup = `${s.final}.${tag}.bak`;
             renameSync(s.final, backup);
           }

@@ -73,3 +73,16 @@ export async function startKilnctl(args: string[], env: NodeJS.ProcessEnv = {}):
 export function opensslVerify(rootFile: string, untrustedFile: string, certFile: string): Run {
   return run('openssl', ['verify', '-CAfile', rootFile, '-untrusted', untrustedFile, certFile]);
 }
+
+/** Like run(), without blocking the event loop (for servers inside the test process). */
+export function runAsync(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
