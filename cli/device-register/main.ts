@@ -23,6 +23,14 @@ function readOsRelease(path: string): Record<string, string> {
   }
 }
 
+function readToken(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new KilnError('config', `cannot read the API token file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
 function startDaemon(command: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('/bin/sh', ['-c', command], (err, _out, stderr) =>
@@ -36,6 +44,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   if (raw.help) return (say(helpText()), 0);
   if (raw.version) return (say(`device-register ${VERSION}\n`), 0);
   const o = resolveOptions(raw, env, readOsRelease(osReleasePath(raw)));
+  if (o.apiTokenFile) o.apiToken = readToken(o.apiTokenFile);
 
   if (!o.force && ['sql.db', 'client.pem'].some((f) => existsSync(join(o.sotaDir, f)))) {
     throw new KilnError(

@@ -13,6 +13,8 @@ export interface Options {
   hwid: string;
   tags?: string;
   apiToken: string;
+  /** Read the token from here instead (Kiln extension). */
+  apiTokenFile?: string;
   apiTokenHeader: string;
   uuid: string;
   name: string;
@@ -53,6 +55,7 @@ const SPECS: Spec[] = [
   { key: 'hwid', long: 'hwid', short: 'i', kind: 'string', help: 'hardware id (default LMP_MACHINE from os-release)' },
   { key: 'tags', long: 'tags', short: 't', kind: 'string', help: 'update tags (default LMP_FACTORY_TAG)' },
   { key: 'apiToken', long: 'api-token', short: 'T', kind: 'string', help: 'API token sent with the request' },
+  { key: 'apiTokenFile', long: 'api-token-file', kind: 'string', help: 'read the API token from this file (keeps it out of ps)' },
   { key: 'apiTokenHeader', long: 'api-token-header', short: 'H', kind: 'string', help: 'header carrying the token (default OSF-TOKEN)' },
   { key: 'uuid', long: 'uuid', short: 'u', kind: 'string', help: 'device UUID (default: a new random one)' },
   { key: 'name', long: 'name', short: 'n', kind: 'string', help: 'device name (default: the UUID)' },
@@ -177,6 +180,7 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
     hwid,
     tags: str('tags') ?? (osRelease.LMP_FACTORY_TAG || undefined),
     apiToken: str('apiToken') ?? '',
+    apiTokenFile: str('apiTokenFile'),
     apiTokenHeader: str('apiTokenHeader') ?? 'OSF-TOKEN',
     uuid,
     name: str('name') ?? uuid,
