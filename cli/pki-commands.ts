@@ -2,9 +2,13 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFactoryPki, PKI_FILES } from '../pki/factory-pki.js';
+import { readFileSync } from 'node:fs';
+import { createFactoryPki, PKI_FILES, type PkiFile } from '../pki/factory-pki.js';
+import { generatePkcs11Key } from '../pki/pkcs11/open.js';
+import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
+import type { Signer } from '../pki/signer.js';
 import { formatName } from '../pki/name.js';
-import { readFactoryCerts, writeFactoryPki } from '../server/pki-dir.js';
+import { assertNoPki, readFactoryCerts, writeFactoryPki } from '../server/pki-dir.js';
 import type { ParsedCertificate } from '../pki/certificate.js';
 import { printResult } from './shared/output.js';
 import { usage } from './shared/run.js';
@@ -32,11 +36,29 @@ export function addPkiCommands(program: Command): void {
     .requiredOption('--gateway-dns <host>', 'DNS name of the device gateway (first SAN of tls-crt)')
     .option('--ostree-dns <host>', 'DNS name of the OSTree server (second SAN of tls-crt)')
     .option('--owner <id>', 'CN of the local CA (fioctl uses the owner id; default: the factory name)')
+    .option('--ca-key <pkcs11-uri>', 'generate the local CA key inside this PKCS#11 token (RFC 7512 URI) instead of local-ca.key')
+    .option('--root-key <pkcs11-uri>', 'generate the root CA key inside this PKCS#11 token instead of factory_ca.key')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dir: string; factory: string; gatewayDns: string; ostreeDns?: string; owner?: string; json?: boolean }) => {
+    .action(async (o: { dir: string; factory: string; gatewayDns: string; ostreeDns?: string; owner?: string; caKey?: string; rootKey?: string; json?: boolean }) => {
       const factory = checkName('--factory', o.factory);
       const dnsNames = [checkHost('--gateway-dns', o.gatewayDns), ...(o.ostreeDns ? [checkHost('--ostree-dns', o.ostreeDns)] : [])];
-      const files = await createFactoryPki({ factory, owner: checkName('--owner', o.owner ?? factory), dnsNames, now: new Date() });
+      const owner = checkName('--owner', o.owner ?? factory);
+      for (const [flag, v] of [['--ca-key', o.caKey], ['--root-key', o.rootKey]] as const) {
+        if (v !== undefined && !isPkcs11Uri(v)) throw usage(`${flag} must be a pkcs11: URI`);
+      }
+      assertNoPki(o.dir);
+      const read = (p: string): string => readFileSync(p, 'utf8');
+      const signers: Signer[] = [];
+      let files: PkiFile[];
+      try {
+        const rootSigner = o.rootKey ? await generatePkcs11Key(o.rootKey, read) : undefined;
+        if (rootSigner) signers.push(rootSigner);
+        const localSigner = o.caKey ? await generatePkcs11Key(o.caKey, read) : undefined;
+        if (localSigner) signers.push(localSigner);
+        files = await createFactoryPki({ factory, owner, dnsNames, now: new Date(), rootSigner, localSigner });
+      } finally {
+        for (const s of signers) await s.close();
+      }
       writeFactoryPki(o.dir, files);
       printResult(
         !!o.json,

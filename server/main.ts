@@ -6,10 +6,13 @@ import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { KilnError } from '../pki/errors.js';
 import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
+import { openPkcs11Signer } from '../pki/pkcs11/open.js';
+import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
 import { createApp } from './app.js';
 import type { ServeConfig } from './config.js';
 import { openStore } from './db/open.js';
+import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
 import { createSignService } from './sign-service.js';
@@ -30,7 +33,8 @@ export function gatewayUrls(config: ServeConfig, pki: FactoryPki): { gateway: st
   return { gateway, ostree };
 }
 
-function loadCaSigner(config: ServeConfig): Signer {
+async function loadCaSigner(config: ServeConfig): Promise<Signer> {
+  if (isPkcs11Uri(config.caKey)) return openPkcs11Signer(config.caKey, (p) => readFileSync(p, 'utf8'));
   let pem: string;
   try {
     pem = readFileSync(config.caKey, 'utf8');
@@ -54,11 +58,18 @@ export async function selfTest(signer: Signer): Promise<void> {
 }
 
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
-  const signer = loadCaSigner(config);
-  const pki = loadFactoryPki(config.pkiDir, signer);
+  const signer = await loadCaSigner(config);
+  let pki: FactoryPki;
+  let store: Store;
+  try {
+    pki = loadFactoryPki(config.pkiDir, signer);
+    await selfTest(signer);
+    store = openStore(config.db);
+  } catch (err) {
+    await signer.close();
+    throw err;
+  }
   const urls = gatewayUrls(config, pki);
-  await selfTest(signer);
-  const store = openStore(config.db);
 
   const signService = createSignService({
     ca: pki.local,
@@ -84,6 +95,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
 
   const server = await listen(app.fetch, config.listen).catch(async (err: unknown) => {
     await store.close();
+    await signer.close();
     throw err;
   });
   const addr = server.address() as AddressInfo;

@@ -74,9 +74,13 @@ export function loadFactoryPki(dir: string, signer: Signer): FactoryPki {
 }
 
 /** Writes a freshly created PKI; refuses to overwrite any existing PKI file. */
-export function writeFactoryPki(dir: string, files: PkiFile[]): void {
+export function assertNoPki(dir: string): void {
   const taken = Object.values(PKI_FILES).filter((f) => existsSync(join(dir, f)));
   if (taken.length) throw new KilnError('conflict', `${dir} already holds a PKI (${taken.join(', ')}); refusing to overwrite`);
+}
+
+export function writeFactoryPki(dir: string, files: PkiFile[]): void {
+  assertNoPki(dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
   try {
