@@ -252,11 +252,13 @@ describe('device-register against a stand-in server', () => {
 });
 
 describe('device-register bundle', () => {
-  it('is one file that loads only node: built-ins, and runs outside the checkout', async () => {
+  it('is one file that loads only node: built-ins (pkcs11js lazily), and runs outside the checkout', async () => {
     const bundle = readFileSync(join(ROOT, 'dist/device-register.js'), 'utf8');
     const imports = [...bundle.matchAll(/(?:from\s*|import\s*\(?\s*|require\()\s*["']([^"']+)["']/g)].map((m) => m[1]);
     expect(imports.length).toBeGreaterThan(0);
-    expect(imports.filter((i) => !i.startsWith('node:'))).toEqual([]);
+    // pkcs11js is the one exception: imported dynamically, only in HSM mode (-m)
+    expect(imports.filter((i) => !i.startsWith('node:'))).toEqual(['pkcs11js']);
+    expect(bundle).toMatch(/import\(\s*["']pkcs11js["']\s*\)/);
     const alone = tempDir();
     copyFileSync(join(ROOT, 'dist/device-register.js'), join(alone, 'device-register.mjs'));
     const r = run(process.execPath, [join(alone, 'device-register.mjs'), '--version'], { cwd: alone });

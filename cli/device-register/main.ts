@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../../pki/csr-builder.js';
 import { pem } from '../../pki/der.js';
 import { KilnError } from '../../pki/errors.js';
+import { parseCertificatePem } from '../../pki/certificate.js';
 import { createStaging, isPlainFileName, type DeviceFile } from './files.js';
+import { p11Section } from './hsm-config.js';
+import { openDeviceHsm, type DeviceHsm } from './hsm.js';
 import { checkReachable, parseFiles, postSign, refusal } from './http.js';
 import { helpText, osReleasePath, parseArgs, parseOsRelease, resolveOptions, type Options } from './options.js';
 import { buildSignBody } from './request.js';
@@ -54,32 +57,36 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   }
 
   const staging = createStaging(o.sotaDir);
+  const hsm = o.hsmModule ? await openDeviceHsm({ module: o.hsmModule, pin: o.hsmPin ?? '', soPin: o.hsmSoPin, force: o.force }) : undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     staging.abort();
+    hsm?.rollback();
     process.stderr.write(`device-register: interrupted by ${signal}; nothing was written\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    await register(o, staging);
+    await register(o, staging, hsm);
   } catch (err) {
     staging.abort();
+    hsm?.rollback();
     throw err;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
+    hsm?.close();
   }
   say(`Device ${o.uuid} (${o.name}) is now registered${o.production ? ' as a production device' : ''}.\n`);
   if (o.startDaemon) await startDaemon(o.startDaemonCommand);
   return 0;
 }
 
-async function register(o: Options, staging: ReturnType<typeof createStaging>): Promise<void> {
-  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+async function register(o: Options, staging: ReturnType<typeof createStaging>, hsm: DeviceHsm | undefined): Promise<void> {
+  const key = hsm ? undefined : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const csr = pem(
     'CERTIFICATE REQUEST',
-    await createCsr({ subject: deviceSubject(o.uuid, o.factory, o.production), key, extensions: DEVICE_CSR_EXTENSIONS() }),
+    await createCsr({ subject: deviceSubject(o.uuid, o.factory, o.production), key: hsm?.signer ?? key!, extensions: DEVICE_CSR_EXTENSIONS() }),
   );
 
   await checkReachable(o.deviceApi, o.timeoutMs);
@@ -95,7 +102,20 @@ async function register(o: Options, staging: ReturnType<typeof createStaging>): 
     files.push({ name, content, mode: 0o644 });
   }
   if (!returned['client.pem']) throw new KilnError('bad_request', 'server answered 201 without client.pem');
-  files.push({ name: KEY_FILE, content: key.export({ type: 'sec1', format: 'pem' }).toString(), mode: 0o600 });
+  if (hsm) {
+    let cert;
+    try {
+      cert = parseCertificatePem(returned['client.pem']);
+    } catch {
+      throw new KilnError('bad_request', 'server answered 201 with a client.pem that is not a certificate');
+    }
+    hsm.importCertificate(cert.der, cert.subjectDer);
+    // sota.toml now carries the PIN: readable by root only
+    const toml = files.find((f) => f.name === 'sota.toml');
+    if (toml) Object.assign(toml, { content: toml.content + p11Section(o.hsmModule!, o.hsmPin ?? ''), mode: 0o600 });
+  } else {
+    files.push({ name: KEY_FILE, content: key!.export({ type: 'sec1', format: 'pem' }).toString(), mode: 0o600 });
+  }
 
   staging.prepare();
   staging.stage(files);

@@ -168,9 +168,8 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
   }
   const sotaDir = (str('sotaDir') ?? '/var/sota').replace(/(.)\/+$/, '$1');
   if (!sotaDir.startsWith('/')) throw usage('--sota-dir must be an absolute path');
-  for (const k of ['hsmModule', 'hsmPin', 'hsmSoPin']) {
-    if (str(k) !== undefined) throw usage('HSM keys (-m/-P/-S) are not supported by this build of device-register');
-  }
+  if (str('hsmModule') !== undefined && str('hsmPin') === undefined) throw usage('--hsm-module needs the user PIN (-P/--hsm-pin)');
+  if (str('hsmModule') === undefined && (str('hsmPin') ?? str('hsmSoPin')) !== undefined) throw usage('-P/-S need --hsm-module (-m)');
   return {
     production: bool('production', env.PRODUCTION !== undefined),
     startDaemon: bool('startDaemon', true),
@@ -188,6 +187,9 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
     restorableApps: str('restorableApps'),
     useOstreeServer: bool('useOstreeServer', false),
     force: bool('force', false),
+    hsmModule: str('hsmModule'),
+    hsmPin: str('hsmPin'),
+    hsmSoPin: str('hsmSoPin'),
     deviceApi,
     startDaemonCommand: str('startDaemonCommand') ?? 'systemctl start aktualizr-lite',
     timeoutMs: timeout * 1000,

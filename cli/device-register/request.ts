@@ -1,5 +1,6 @@
 // The /sign request body, shaped exactly as lmp-device-register writes it:
 // every value a string, overrides pre-quoted as TOML, `/` escaped as `\/`.
+import { HSM_OVERRIDES } from './hsm-config.js';
 import type { Options } from './options.js';
 
 export type Overrides = Record<string, Record<string, string>>;
@@ -15,7 +16,7 @@ export function buildOverrides(o: Options): Overrides {
   pacman.reset_apps_root = toml(`${o.sotaDir}/reset-apps`);
   pacman.reset_apps = toml(o.restorableApps ?? ' ');
   if (o.tags) pacman.tags = toml(o.tags);
-  return { pacman };
+  return o.hsmModule ? { pacman, ...HSM_OVERRIDES } : { pacman };
 }
 
 export function buildSignBody(o: Options, csrPem: string): string {
