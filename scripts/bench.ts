@@ -1,0 +1,290 @@
+// `npm run bench`: drives POST /sign on a real `kilnctl serve` (SQLite file,
+// file CA key by default, or --hsm for a SoftHSM2 token) with undici and prints
+// registrations/s, p50/p99 latency, errors and the server's peak RSS per
+// concurrency level; then the in-process issuance rate and device-register's
+// wall time. Options: --requests N (20000), --levels 1,16,64, --hsm, --json.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { createCa } from '../pki/ca.js';
+import { signCertificate } from '../pki/certificate.js';
+import { parseCsrPem } from '../pki/csr.js';
+import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../pki/csr-builder.js';
+import { pem } from '../pki/der.js';
+import { createFactoryPki, generateP256 } from '../pki/factory-pki.js';
+import { checkDeviceCsr, DEFAULT_KEY_POLICY } from '../pki/policy.js';
+import { deviceTemplate } from '../pki/profiles.js';
+import { randomSerial } from '../pki/serial.js';
+import { createPemSigner } from '../pki/signer.js';
+
+const ROOT = join(fileURLToPath(import.meta.url), '../..');
+const KILNCTL = join(ROOT, 'bin/kilnctl');
+const FACTORY = 'bench-factory';
+const SOFTHSM = '/usr/lib/softhsm/libsofthsm2.so';
+
+const arg = (name: string, dflt: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const flag = (name: string): boolean => process.argv.includes(`--${name}`);
+const REQUESTS = Number(arg('requests', '20000'));
+const LEVELS = arg('levels', '1,16,64').split(',').map(Number);
+const HSM = flag('hsm');
+const JSON_OUT = flag('json');
+const log = (s: string): void => void process.stderr.write(s + '\n');
+
+interface Level {
+  concurrency: number;
+  requests: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  peakRssMb: number;
+}
+
+function lmpBody(csr: string, uuid: string): string {
+  return JSON.stringify({
+    'hardware-id': 'intel-corei7-64',
+    uuid,
+    name: uuid,
+    csr,
+    'sota-config-dir': '/var/sota',
+    'use-ostree-server': 'true',
+    overrides: { pacman: { type: '"ostree+compose_apps"', compose_apps: '"shellhttpd"', reset_apps: '" "', tags: '"main"' } },
+  }).replace(/\//g, '\\/');
+}
+
+async function makeBodies(n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const uuid = randomUUID();
+    const der = await createCsr({
+      subject: deviceSubject(uuid, FACTORY, i % 2 === 0),
+      key: generateP256(),
+      extensions: DEVICE_CSR_EXTENSIONS(),
+    });
+    out.push(lmpBody(pem('CERTIFICATE REQUEST', der), uuid));
+  }
+  return out;
+}
+
+const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+
+function rssPeakMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return Math.round(kb / 102.4) / 10;
+}
+
+async function drive(url: string, bodies: string[], concurrency: number, pid: number, samples: string[]): Promise<Level> {
+  const pool = new Pool(url, { connections: concurrency, pipelining: 1 });
+  const latencies: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < bodies.length) {
+      const body = bodies[next++];
+      const t0 = performance.now();
+      try {
+        const res = await pool.request({
+          path: '/sign',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'osf-token': 'na' },
+          body,
+        });
+        const text = await res.body.text();
+        if (res.statusCode !== 201) errors++;
+        else if (samples.length < 20 && Math.random() < 0.01) samples.push(text);
+      } catch {
+        errors++;
+      }
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  await pool.close();
+  latencies.sort((a, b) => a - b);
+  return {
+    concurrency,
+    requests: bodies.length,
+    perSecond: Math.round(bodies.length / seconds),
+    p50Ms: Math.round(pct(latencies, 50) * 100) / 100,
+    p99Ms: Math.round(pct(latencies, 99) * 100) / 100,
+    errors,
+    peakRssMb: rssPeakMb(pid),
+  };
+}
+
+async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv): Promise<{ url: string; pid: number; stop: () => void }> {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const child = spawn(
+    process.execPath,
+    [
+      KILNCTL,
+      'serve',
+      '--pki-dir',
+      join(work, 'pki'),
+      '--ca-key',
+      caKey,
+      '--db',
+      `sqlite:${join(work, 'kiln.db')}`,
+      '--listen',
+      `127.0.0.1:${port}`,
+    ],
+    {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+    } catch {
+      /* starting */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('kilnctl serve did not start');
+}
+
+function setUpPki(work: string): { caKey: string; env: NodeJS.ProcessEnv } {
+  const pkiDir = join(work, 'pki');
+  const initArgs = ['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.bench.test'];
+  if (!HSM) {
+    execFileSync(KILNCTL, initArgs, { stdio: 'ignore' });
+    return { caKey: join(pkiDir, 'local-ca.key'), env: {} };
+  }
+  mkdirSync(join(work, 'tokens'));
+  const conf = join(work, 'softhsm2.conf');
+  writeFileSync(conf, `directories.tokendir = ${join(work, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  writeFileSync(join(work, 'pin'), '1234\n', { mode: 0o600 });
+  const env = { SOFTHSM2_CONF: conf };
+  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', '1234', '--so-pin', '5678'], {
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  });
+  const caKey = `pkcs11:token=bench;object=local-ca?module-path=${SOFTHSM}&pin-source=file:${join(work, 'pin')}`;
+  execFileSync(KILNCTL, [...initArgs, '--ca-key', caKey], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  return { caKey, env };
+}
+
+/** Parse + verify + policy + sign in one loop, no HTTP, no DB. */
+async function inProcessRate(seconds: number): Promise<number> {
+  const files = await createFactoryPki({ factory: FACTORY, owner: 'o', dnsNames: ['gw'], now: new Date() });
+  const get = (n: string): string => files.find((f) => f.name === n)!.content;
+  const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), createPemSigner(get('local-ca.key')));
+  const csrs = (await makeBodies(200)).map((b) => (JSON.parse(b) as { csr: string }).csr);
+  const policy = { factory: FACTORY, ...DEFAULT_KEY_POLICY };
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const csr = parseCsrPem(csrs[n % csrs.length]);
+    checkDeviceCsr(csr, policy);
+    await signCertificate(
+      deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 7300 }),
+      ca.signer,
+    );
+    n++;
+  }
+  return Math.round(n / seconds);
+}
+
+function deviceRegisterWallMs(url: string, work: string, runs: number): number {
+  writeFileSync(join(work, 'os-release'), `LMP_FACTORY="${FACTORY}"\nLMP_MACHINE="bench"\n`);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const r = spawnSync(
+      join(ROOT, 'bin/device-register'),
+      ['--os-release', join(work, 'os-release'), '-d', join(work, `dev-${i}`), '--start-daemon', '0'],
+      {
+        env: { ...process.env, DEVICE_API: `${url}/sign`, NODE_EXTRA_CA_CERTS: '' },
+      },
+    );
+    times.push(performance.now() - t0);
+    if (r.status !== 0) throw new Error(`device-register failed: ${r.stderr.toString()}`);
+  }
+  times.sort((a, b) => a - b);
+  return Math.round(pct(times, 50));
+}
+
+function verifySamples(work: string, samples: string[]): { checked: number; ok: number } {
+  let ok = 0;
+  samples.forEach((text, i) => {
+    const files = JSON.parse(text) as Record<string, string>;
+    const dir = join(work, `sample-${i}`);
+    mkdirSync(dir);
+    for (const [k, v] of Object.entries(files)) writeFileSync(join(dir, k), v);
+    const r = spawnSync('openssl', [
+      'verify',
+      '-CAfile',
+      join(dir, 'root.crt'),
+      '-untrusted',
+      join(dir, 'client.chained'),
+      join(dir, 'client.pem'),
+    ]);
+    if (r.status === 0) ok++;
+  });
+  return { checked: samples.length, ok };
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
+  const { caKey, env } = setUpPki(work);
+  const plan = LEVELS.map((c) => ({ c, n: c === 1 ? Math.min(REQUESTS, 2000) : REQUESTS }));
+  log(`bench: generating ${plan.reduce((a, p) => a + p.n, 0)} device CSRs`);
+  const bodies = await makeBodies(plan.reduce((a, p) => a + p.n, 0));
+  const server = await startServer(work, caKey, env);
+  const levels: Level[] = [];
+  const samples: string[] = [];
+  try {
+    let offset = 0;
+    for (const p of plan) {
+      log(`bench: concurrency ${p.c}, ${p.n} requests`);
+      levels.push(await drive(server.url, bodies.slice(offset, offset + p.n), p.c, server.pid, samples));
+      offset += p.n;
+    }
+    var deviceMs = deviceRegisterWallMs(server.url, work, 10);
+  } finally {
+    server.stop();
+  }
+  const inProcess = await inProcessRate(3);
+  const verified = verifySamples(work, samples);
+  const result = {
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
+    levels,
+    inProcessCertificatesPerSecond: inProcess,
+    deviceRegisterMedianMs: deviceMs,
+    opensslVerifiedSamples: verified,
+  };
+  if (JSON_OUT) {
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    return;
+  }
+  const out = [
+    `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}`,
+    '',
+  ];
+  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  errors  server peak RSS MB');
+  for (const l of levels) {
+    out.push(
+      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}`,
+    );
+  }
+  out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);
+  out.push(`device-register, one registration (median of 10): ${deviceMs} ms`);
+  out.push(`openssl verify of ${verified.checked} sampled certificates: ${verified.ok} OK`);
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+await main();
