@@ -1,17 +1,12 @@
 // PKCS#10 certificate requests: parse (keeping raw DER slices) and verify.
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { children, decodeOid, decodeOne, DerError, expectTag, TAG, unpem } from './der.js';
 import { KilnError } from './errors.js';
 import { decodeName, type NameAttribute } from './name.js';
 import { OID } from './oids.js';
+import { readSpki, type PublicKeyInfo } from './spki.js';
 
-export interface PublicKeyInfo {
-  type: 'ec' | 'rsa' | 'other';
-  /** EC curve name as Node reports it (prime256v1, secp384r1) */
-  curve?: string;
-  /** RSA modulus size */
-  bits?: number;
-}
+export type { PublicKeyInfo } from './spki.js';
 
 export interface ParsedCsr {
   der: Buffer;
@@ -64,19 +59,12 @@ function parseCsrDer(der: Buffer): ParsedCsr {
   if (sigBits.body[0] !== 0) throw new DerError('signature has unused bits');
 
   let publicKey: KeyObject;
+  let keyInfo: PublicKeyInfo;
   try {
-    publicKey = createPublicKey({ key: Buffer.from(spki.raw), format: 'der', type: 'spki' });
+    ({ key: publicKey, info: keyInfo } = readSpki(spki.raw));
   } catch (err) {
     throw new KilnError('bad_csr', 'csr public key is not readable', { cause: err });
   }
-  const details = publicKey.asymmetricKeyDetails ?? {};
-  const keyType = publicKey.asymmetricKeyType;
-  const keyInfo: PublicKeyInfo =
-    keyType === 'ec'
-      ? { type: 'ec', curve: details.namedCurve }
-      : keyType === 'rsa'
-        ? { type: 'rsa', bits: details.modulusLength }
-        : { type: 'other' };
 
   return {
     der,
@@ -106,15 +94,16 @@ function readExtensionRequest(attrsBody: Uint8Array): Map<string, { critical: bo
   return out;
 }
 
-/** Checks the CSR's self-signature (proof of possession). */
-export function verifyCsrSignature(csr: ParsedCsr): void {
+/** Checks the CSR's self-signature (proof of possession), off the main thread. */
+export async function verifyCsrSignature(csr: ParsedCsr): Promise<void> {
   const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
   if (!hash) throw new KilnError('bad_csr', `csr signature algorithm ${csr.signatureAlgorithm} is not supported`);
-  let ok = false;
-  try {
-    ok = cryptoVerify(hash, csr.infoDer, { key: csr.publicKey, dsaEncoding: 'der' }, csr.signature);
-  } catch (err) {
-    throw new KilnError('bad_csr', 'csr signature does not verify', { cause: err });
-  }
+  const ok = await new Promise<boolean>((resolve) => {
+    try {
+      cryptoVerify(hash, csr.infoDer, { key: csr.publicKey, dsaEncoding: 'der' }, csr.signature, (err, valid) => resolve(!err && valid));
+    } catch {
+      resolve(false);
+    }
+  });
   if (!ok) throw new KilnError('bad_csr', 'csr signature does not verify');
 }

@@ -35,18 +35,18 @@ describe('checkDeviceCsr', () => {
     expect(r.stderr + r.stdout).toMatch(/verify OK/i);
     expect(r.stdout).toContain('Digital Signature');
     expect(r.stdout).toContain('TLS Web Client Authentication');
-    expect(checkDeviceCsr(parseCsrPem(csrPem), policy)).toEqual({ uuid, production: true });
+    expect(await checkDeviceCsr(parseCsrPem(csrPem), policy)).toEqual({ uuid, production: true });
   });
 
   it.each(['p384', 'rsa2048'])('ok/%s key is accepted', async (kind) => {
     const uuid = randomUUID();
-    const id = checkDeviceCsr(parseCsrPem(await csrWith(deviceSubject(uuid, FACTORY, false), kind)), policy);
+    const id = await checkDeviceCsr(parseCsrPem(await csrWith(deviceSubject(uuid, FACTORY, false), kind)), policy);
     expect(id).toEqual({ uuid, production: false });
   });
 
   it('ok/upper-case UUID is normalised to lower case', async () => {
     const uuid = randomUUID().toUpperCase();
-    expect(checkDeviceCsr(parseCsrPem(await csrWith(deviceSubject(uuid, FACTORY, false))), policy).uuid).toBe(uuid.toLowerCase());
+    expect((await checkDeviceCsr(parseCsrPem(await csrWith(deviceSubject(uuid, FACTORY, false))), policy)).uuid).toBe(uuid.toLowerCase());
   });
 
   const cases: [string, () => Promise<string>, RegExp][] = [
@@ -61,13 +61,10 @@ describe('checkDeviceCsr', () => {
   ];
   it.each(cases)('%s', async (_name, make, reason) => {
     const csr = parseCsrPem(await make());
-    const err = (() => {
-      try {
-        checkDeviceCsr(csr, policy);
-      } catch (e) {
-        return e;
-      }
-    })();
+    const err = await checkDeviceCsr(csr, policy).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(KilnError);
     expect((err as KilnError).httpStatus).toBe(400);
     expect((err as KilnError).message).toMatch(reason);
@@ -78,7 +75,7 @@ describe('checkDeviceCsr', () => {
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     der[der.length - 5] ^= 0x01; // inside the signature value
     const bad = pem('CERTIFICATE REQUEST', der);
-    expect(() => checkDeviceCsr(parseCsrPem(bad), policy)).toThrow(/signature does not verify/);
+    await expect(checkDeviceCsr(parseCsrPem(bad), policy)).rejects.toThrow(/signature does not verify/);
   });
 
   it('fail/tampered-subject: a CSR whose signed info was changed is refused', async () => {
@@ -87,7 +84,7 @@ describe('checkDeviceCsr', () => {
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const other = randomUUID();
     const tampered = Buffer.from(der.toString('latin1').replace(uuid, other), 'latin1');
-    expect(() => checkDeviceCsr(parseCsrPem(pem('CERTIFICATE REQUEST', tampered)), policy)).toThrow(/signature does not verify/);
+    await expect(checkDeviceCsr(parseCsrPem(pem('CERTIFICATE REQUEST', tampered)), policy)).rejects.toThrow(/signature does not verify/);
   });
 
   it.each([

@@ -56,9 +56,11 @@ export function createKeySigner(privateKey: KeyObject, source = 'file'): Signer 
   return {
     algorithm,
     spkiDer,
-    async sign(data) {
-      return cryptoSign(algorithm.hash, data, { key: privateKey, dsaEncoding: 'der' });
-    },
+    // the callback form runs in libuv's thread pool: signatures use every core
+    sign: (data) =>
+      new Promise((resolve, reject) =>
+        cryptoSign(algorithm.hash, data, { key: privateKey, dsaEncoding: 'der' }, (err, sig) => (err ? reject(err) : resolve(sig))),
+      ),
     describe: () => ({ backend: source, state: 'ready' }),
     async close() {},
   };

@@ -188,7 +188,7 @@ async function inProcessRate(seconds: number): Promise<number> {
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
     const csr = parseCsrPem(csrs[n % csrs.length]);
-    checkDeviceCsr(csr, policy);
+    await checkDeviceCsr(csr, policy);
     await signCertificate(
       deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 7300 }),
       ca.signer,

@@ -67,7 +67,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
     async sign(body, meta, trace = {}) {
       const req = parseSignRequest(body);
       const csr = parseCsrPem(req.csr);
-      const id = checkDeviceCsr(csr, policy);
+      const id = await checkDeviceCsr(csr, policy);
       trace.uuid = id.uuid;
       if (req.uuid !== undefined && req.uuid.toLowerCase() !== id.uuid) {
         throw new KilnError('bad_request', "field 'uuid' does not match the CSR's CN");

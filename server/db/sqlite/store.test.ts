@@ -58,6 +58,20 @@ describe('SQLite store', () => {
     expect(await s.certificatesOf(uuid)).toEqual([]);
   });
 
+  it('ok/group commit: concurrent records share a transaction; a refused one fails alone', async () => {
+    const path = join(tempDir(), 'kiln.db');
+    const s = fresh(path);
+    const denied = randomUUID();
+    await s.deny([denied], 'r', new Date());
+    const ids = Array.from({ length: 50 }, () => randomUUID());
+    const results = await Promise.allSettled([...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })));
+    expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual(['denied']);
+    await s.close();
+    const again = fresh(path);
+    expect(await again.listDevices({ limit: 100, offset: 0 })).toHaveLength(50);
+    expect(await again.certificatesOf(denied)).toEqual([]);
+  });
+
   it('fail/duplicate serial is a conflict', async () => {
     const s = fresh();
     await s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false });

@@ -30,34 +30,80 @@ export function openSqliteStore(path: string): Store {
     throw new KilnError('config', `cannot migrate SQLite database ${path}: ${(err as Error).message}`, { cause: err });
   }
 
-  const findDenied = (uuid: string): DeniedDevice | undefined => db.select().from(deniedDevices).where(eq(deniedDevices.uuid, uuid)).get();
+  // The hot path (every /sign) uses statements prepared once; drizzle serves the admin paths.
+  const hot = {
+    denied: sqlite.prepare<[string], { uuid: string; name: string; reason: string; denied_at: number }>(
+      'SELECT uuid, name, reason, denied_at FROM denied_devices WHERE uuid = ?',
+    ),
+    device: sqlite.prepare<[string], { registrations: number }>('SELECT registrations FROM devices WHERE uuid = ?'),
+    serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
+    insertCert: sqlite.prepare(
+      `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
+       VALUES (@serial, @uuid, @subject, @hardwareId, @name, @production, @notBefore, @notAfter, @pem, @issuedAt, @clientAddress, @requestId)`,
+    ),
+    upsertDevice: sqlite.prepare(
+      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations)
+       VALUES (@uuid, @name, @hardwareId, @production, @serial, @issuedAt, @issuedAt, 1)
+       ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id, production = excluded.production,
+         serial = excluded.serial, last_registered_at = excluded.last_registered_at, registrations = devices.registrations + 1`,
+    ),
+  };
 
-  const record = sqlite.transaction((cert: IssuedCertificate, opts: RecordOptions) => {
-    if (findDenied(cert.uuid)) throw new KilnError('denied', `device ${cert.uuid} is on the deny-list`);
-    const existing = db.select().from(devices).where(eq(devices.uuid, cert.uuid)).get();
-    if (existing && opts.rejectReregistration) throw new KilnError('conflict', `device ${cert.uuid} is already registered`);
-    if (db.select({ s: certificates.serial }).from(certificates).where(eq(certificates.serial, cert.serial)).get()) {
-      throw new KilnError('conflict', `serial ${cert.serial} is already used (re-registration with UUID serials)`);
-    }
-    db.insert(certificates).values(cert).run();
+  const findDenied = (uuid: string): DeniedDevice | undefined => {
+    const row = hot.denied.get(uuid);
+    return row && { uuid: row.uuid, name: row.name, reason: row.reason, deniedAt: new Date(row.denied_at) };
+  };
+
+  // One record; nested inside the batch transaction it runs in its own SAVEPOINT,
+  // so a refused record rolls back alone.
+  const recordOne = sqlite.transaction((cert: IssuedCertificate, opts: RecordOptions) => {
+    if (hot.denied.get(cert.uuid)) throw new KilnError('denied', `device ${cert.uuid} is on the deny-list`);
+    if (opts.rejectReregistration && hot.device.get(cert.uuid)) throw new KilnError('conflict', `device ${cert.uuid} is already registered`);
+    if (hot.serialTaken.get(cert.serial)) throw new KilnError('conflict', `serial ${cert.serial} is already used (re-registration with UUID serials)`);
     const row = {
-      name: cert.name,
-      hardwareId: cert.hardwareId,
-      production: cert.production,
-      serial: cert.serial,
-      lastRegisteredAt: cert.issuedAt,
+      ...cert,
+      production: cert.production ? 1 : 0,
+      notBefore: cert.notBefore.getTime(),
+      notAfter: cert.notAfter.getTime(),
+      issuedAt: cert.issuedAt.getTime(),
     };
-    if (existing) {
-      db.update(devices)
-        .set({ ...row, registrations: existing.registrations + 1 })
-        .where(eq(devices.uuid, cert.uuid))
-        .run();
-    } else {
-      db.insert(devices)
-        .values({ ...row, uuid: cert.uuid, firstRegisteredAt: cert.issuedAt, registrations: 1 })
-        .run();
-    }
+    hot.insertCert.run(row);
+    hot.upsertDevice.run(row);
   });
+
+  // Group commit: records arriving in the same event-loop turn share one
+  // transaction (one fsync); each promise settles only after that commit.
+  interface Pending {
+    cert: IssuedCertificate;
+    opts: RecordOptions;
+    resolve: () => void;
+    reject: (err: unknown) => void;
+  }
+  let queue: Pending[] = [];
+  const flush = (): void => {
+    const batch = queue;
+    queue = [];
+    const refused = new Map<Pending, unknown>();
+    try {
+      sqlite.transaction(() => {
+        for (const p of batch) {
+          try {
+            recordOne(p.cert, p.opts);
+          } catch (err) {
+            refused.set(p, err);
+          }
+        }
+      })();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (const p of batch) (refused.has(p) ? p.reject(refused.get(p)) : p.resolve());
+  };
+  const record = (cert: IssuedCertificate, opts: RecordOptions): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (queue.push({ cert, opts, resolve, reject }) === 1) setImmediate(flush);
+    });
 
   const deny = sqlite.transaction((uuids: string[], reason: string, now: Date): DeniedDevice[] =>
     uuids.map((uuid) => {
@@ -86,9 +132,7 @@ export function openSqliteStore(path: string): Store {
   });
 
   return {
-    async recordIssuance(cert, opts) {
-      record(cert, opts);
-    },
+    recordIssuance: record,
     async findDenied(uuid) {
       return findDenied(uuid);
     },
@@ -123,6 +167,7 @@ export function openSqliteStore(path: string): Store {
       sqlite.prepare('select 1').get();
     },
     async close() {
+      if (queue.length) flush();
       if (sqlite.open) sqlite.close();
     },
   };
