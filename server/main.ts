@@ -64,7 +64,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   try {
     pki = loadFactoryPki(config.pkiDir, signer);
     await selfTest(signer);
-    store = openStore(config.db);
+    store = openStore(config.db, { writer: 'worker' });
   } catch (err) {
     await signer.close();
     throw err;

@@ -14,6 +14,7 @@ export function parseDbUrl(url: string): DbLocation {
   throw new KilnError('config', `--db ${url}: expected sqlite:PATH`);
 }
 
-export function openStore(loc: DbLocation): Store {
-  return openSqliteStore(loc.path);
+/** The server commits on a writer thread; CLIs and tests inline. */
+export function openStore(loc: DbLocation, opts: { writer?: 'inline' | 'worker' } = {}): Store {
+  return openSqliteStore(loc.path, { writer: loc.path === ':memory:' ? 'inline' : opts.writer });
 }

@@ -7,10 +7,20 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
-import type { DeniedDevice, Device, IssuedCertificate, Page, RecordOptions, Store } from '../store.js';
+import type { DeniedDevice, Device, Page, Store } from '../store.js';
+import { createInlineWriter, createRecorder } from './recorder.js';
 import { certificates, deniedDevices, devices } from './schema.js';
+import { startWriterWorker } from './writer.js';
 
-export function openSqliteStore(path: string): Store {
+export interface SqliteStoreOptions {
+  /**
+   * Where /sign records are committed: 'inline' on this thread, or 'worker' on a
+   * writer thread so fsyncs never block the event loop (needs the built dist/).
+   */
+  writer?: 'inline' | 'worker';
+}
+
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Store {
   let sqlite: Database.Database;
   try {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -30,80 +40,14 @@ export function openSqliteStore(path: string): Store {
     throw new KilnError('config', `cannot migrate SQLite database ${path}: ${(err as Error).message}`, { cause: err });
   }
 
-  // The hot path (every /sign) uses statements prepared once; drizzle serves the admin paths.
-  const hot = {
-    denied: sqlite.prepare<[string], { uuid: string; name: string; reason: string; denied_at: number }>(
-      'SELECT uuid, name, reason, denied_at FROM denied_devices WHERE uuid = ?',
-    ),
-    device: sqlite.prepare<[string], { registrations: number }>('SELECT registrations FROM devices WHERE uuid = ?'),
-    serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
-    insertCert: sqlite.prepare(
-      `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
-       VALUES (@serial, @uuid, @subject, @hardwareId, @name, @production, @notBefore, @notAfter, @pem, @issuedAt, @clientAddress, @requestId)`,
-    ),
-    upsertDevice: sqlite.prepare(
-      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations)
-       VALUES (@uuid, @name, @hardwareId, @production, @serial, @issuedAt, @issuedAt, 1)
-       ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id, production = excluded.production,
-         serial = excluded.serial, last_registered_at = excluded.last_registered_at, registrations = devices.registrations + 1`,
-    ),
-  };
-
   const findDenied = (uuid: string): DeniedDevice | undefined => {
-    const row = hot.denied.get(uuid);
+    const row = deniedRow.get(uuid);
     return row && { uuid: row.uuid, name: row.name, reason: row.reason, deniedAt: new Date(row.denied_at) };
   };
-
-  // One record; nested inside the batch transaction it runs in its own SAVEPOINT,
-  // so a refused record rolls back alone.
-  const recordOne = sqlite.transaction((cert: IssuedCertificate, opts: RecordOptions) => {
-    if (hot.denied.get(cert.uuid)) throw new KilnError('denied', `device ${cert.uuid} is on the deny-list`);
-    if (opts.rejectReregistration && hot.device.get(cert.uuid)) throw new KilnError('conflict', `device ${cert.uuid} is already registered`);
-    if (hot.serialTaken.get(cert.serial)) throw new KilnError('conflict', `serial ${cert.serial} is already used (re-registration with UUID serials)`);
-    const row = {
-      ...cert,
-      production: cert.production ? 1 : 0,
-      notBefore: cert.notBefore.getTime(),
-      notAfter: cert.notAfter.getTime(),
-      issuedAt: cert.issuedAt.getTime(),
-    };
-    hot.insertCert.run(row);
-    hot.upsertDevice.run(row);
-  });
-
-  // Group commit: records arriving in the same event-loop turn share one
-  // transaction (one fsync); each promise settles only after that commit.
-  interface Pending {
-    cert: IssuedCertificate;
-    opts: RecordOptions;
-    resolve: () => void;
-    reject: (err: unknown) => void;
-  }
-  let queue: Pending[] = [];
-  const flush = (): void => {
-    const batch = queue;
-    queue = [];
-    const refused = new Map<Pending, unknown>();
-    try {
-      sqlite.transaction(() => {
-        for (const p of batch) {
-          try {
-            recordOne(p.cert, p.opts);
-          } catch (err) {
-            refused.set(p, err);
-          }
-        }
-      })();
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
-    for (const p of batch) (refused.has(p) ? p.reject(refused.get(p)) : p.resolve());
-  };
-  const record = (cert: IssuedCertificate, opts: RecordOptions): Promise<void> =>
-    new Promise((resolve, reject) => {
-      if (queue.push({ cert, opts, resolve, reject }) === 1) setImmediate(flush);
-    });
+  const deniedRow = sqlite.prepare<[string], { uuid: string; name: string; reason: string; denied_at: number }>(
+    'SELECT uuid, name, reason, denied_at FROM denied_devices WHERE uuid = ?',
+  );
+  const writer = opts.writer === 'worker' ? startWriterWorker(path) : createInlineWriter(createRecorder(sqlite));
 
   const deny = sqlite.transaction((uuids: string[], reason: string, now: Date): DeniedDevice[] =>
     uuids.map((uuid) => {
@@ -132,7 +76,7 @@ export function openSqliteStore(path: string): Store {
   });
 
   return {
-    recordIssuance: record,
+    recordIssuance: (cert, o) => writer.record(cert, o),
     async findDenied(uuid) {
       return findDenied(uuid);
     },
@@ -167,7 +111,7 @@ export function openSqliteStore(path: string): Store {
       sqlite.prepare('select 1').get();
     },
     async close() {
-      if (queue.length) flush();
+      await writer.close();
       if (sqlite.open) sqlite.close();
     },
   };

@@ -1,0 +1,56 @@
+// Talks to the SQLite writer thread (writer-worker.ts, built to dist/).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { KilnError, type ErrorCode } from '../../../pki/errors.js';
+import { packageRoot } from '../../paths.js';
+import type { Writer } from './recorder.js';
+import type { WriterReply, WriterRequest } from './writer-worker.js';
+
+export const WRITER_SCRIPT = (): string => join(packageRoot(), 'dist/sqlite-writer.js');
+
+export function startWriterWorker(path: string): Writer {
+  const script = WRITER_SCRIPT();
+  if (!existsSync(script)) throw new KilnError('config', `${script} is missing: run npm run build`);
+  const worker = new Worker(script, { workerData: { path } });
+  const pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+  let next = 0;
+  let dead: KilnError | undefined;
+  const failAll = (err: KilnError): void => {
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  worker.on('message', (m: WriterReply) => {
+    if ('failed' in m) {
+      const err = new KilnError('unavailable', 'device registry is unavailable; try again', { cause: new Error(m.message) });
+      for (const id of m.failed) pending.get(id)?.reject(err), pending.delete(id);
+      return;
+    }
+    m.ids.forEach((id, i) => {
+      const p = pending.get(id);
+      pending.delete(id);
+      const e = m.errors[i];
+      if (e) p?.reject(new KilnError(e.code as ErrorCode, e.message));
+      else p?.resolve();
+    });
+  });
+  worker.on('error', (err) => {
+    dead = new KilnError('unavailable', 'device registry writer stopped; try again', { cause: err });
+    failAll(dead);
+  });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  return {
+    record: (cert, opts) =>
+      new Promise((resolve, reject) => {
+        if (dead) return reject(dead);
+        const id = next++;
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, item: { cert, opts } } satisfies WriterRequest);
+      }),
+    async close() {
+      worker.postMessage({ close: true } satisfies WriterRequest);
+      await exited;
+      failAll(new KilnError('unavailable', 'registry closed'));
+    },
+  };
+}
