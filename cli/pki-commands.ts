@@ -39,35 +39,49 @@ export function addPkiCommands(program: Command): void {
     .option('--ca-key <pkcs11-uri>', 'generate the local CA key inside this PKCS#11 token (RFC 7512 URI) instead of local-ca.key')
     .option('--root-key <pkcs11-uri>', 'generate the root CA key inside this PKCS#11 token instead of factory_ca.key')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dir: string; factory: string; gatewayDns: string; ostreeDns?: string; owner?: string; caKey?: string; rootKey?: string; json?: boolean }) => {
-      const factory = checkName('--factory', o.factory);
-      const dnsNames = [checkHost('--gateway-dns', o.gatewayDns), ...(o.ostreeDns ? [checkHost('--ostree-dns', o.ostreeDns)] : [])];
-      const owner = checkName('--owner', o.owner ?? factory);
-      for (const [flag, v] of [['--ca-key', o.caKey], ['--root-key', o.rootKey]] as const) {
-        if (v !== undefined && !isPkcs11Uri(v)) throw usage(`${flag} must be a pkcs11: URI`);
-      }
-      assertNoPki(o.dir);
-      const read = (p: string): string => readFileSync(p, 'utf8');
-      const signers: Signer[] = [];
-      let files: PkiFile[];
-      try {
-        const rootSigner = o.rootKey ? await generatePkcs11Key(o.rootKey, read) : undefined;
-        if (rootSigner) signers.push(rootSigner);
-        const localSigner = o.caKey ? await generatePkcs11Key(o.caKey, read) : undefined;
-        if (localSigner) signers.push(localSigner);
-        files = await createFactoryPki({ factory, owner, dnsNames, now: new Date(), rootSigner, localSigner });
-      } finally {
-        for (const s of signers) await s.close();
-      }
-      writeFactoryPki(o.dir, files);
-      printResult(
-        !!o.json,
-        { dir: o.dir, factory, files: files.map((f) => f.name) },
-        () =>
-          `Created the ${factory} factory PKI in ${o.dir}:\n${files.map((f) => `  ${f.name}${f.mode === 0o600 ? ' (private key, 0600)' : ''}`).join('\n')}\n`,
-      );
-      process.stderr.write(`Keep ${PKI_FILES.rootKey} offline: the server needs only ${PKI_FILES.localKey}.\n`);
-    });
+    .action(
+      async (o: {
+        dir: string;
+        factory: string;
+        gatewayDns: string;
+        ostreeDns?: string;
+        owner?: string;
+        caKey?: string;
+        rootKey?: string;
+        json?: boolean;
+      }) => {
+        const factory = checkName('--factory', o.factory);
+        const dnsNames = [checkHost('--gateway-dns', o.gatewayDns), ...(o.ostreeDns ? [checkHost('--ostree-dns', o.ostreeDns)] : [])];
+        const owner = checkName('--owner', o.owner ?? factory);
+        for (const [flag, v] of [
+          ['--ca-key', o.caKey],
+          ['--root-key', o.rootKey],
+        ] as const) {
+          if (v !== undefined && !isPkcs11Uri(v)) throw usage(`${flag} must be a pkcs11: URI`);
+        }
+        assertNoPki(o.dir);
+        const read = (p: string): string => readFileSync(p, 'utf8');
+        const signers: Signer[] = [];
+        let files: PkiFile[];
+        try {
+          const rootSigner = o.rootKey ? await generatePkcs11Key(o.rootKey, read) : undefined;
+          if (rootSigner) signers.push(rootSigner);
+          const localSigner = o.caKey ? await generatePkcs11Key(o.caKey, read) : undefined;
+          if (localSigner) signers.push(localSigner);
+          files = await createFactoryPki({ factory, owner, dnsNames, now: new Date(), rootSigner, localSigner });
+        } finally {
+          for (const s of signers) await s.close();
+        }
+        writeFactoryPki(o.dir, files);
+        printResult(
+          !!o.json,
+          { dir: o.dir, factory, files: files.map((f) => f.name) },
+          () =>
+            `Created the ${factory} factory PKI in ${o.dir}:\n${files.map((f) => `  ${f.name}${f.mode === 0o600 ? ' (private key, 0600)' : ''}`).join('\n')}\n`,
+        );
+        process.stderr.write(`Keep ${PKI_FILES.rootKey} offline: the server needs only ${PKI_FILES.localKey}.\n`);
+      },
+    );
 
   pki
     .command('show')

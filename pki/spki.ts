@@ -42,7 +42,10 @@ export function readSpki(spkiDer: Uint8Array): { key: KeyObject; info: PublicKey
     if (curve && keyBits.length === 1 + 2 * curve.size && keyBits[0] === 0x04) {
       const x = keyBits.subarray(1, 1 + curve.size);
       const y = keyBits.subarray(1 + curve.size);
-      return { key: createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x: b64u(x), y: b64u(y) }, format: 'jwk' }), info: { type: 'ec', curve: curve.name } };
+      return {
+        key: createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x: b64u(x), y: b64u(y) }, format: 'jwk' }),
+        info: { type: 'ec', curve: curve.name },
+      };
     }
     const key = fallback();
     return { key, info: { type: 'ec', curve: curve?.name ?? CURVE_NAMES[curveOid] ?? key.asymmetricKeyDetails?.namedCurve ?? curveOid } };
@@ -52,7 +55,10 @@ export function readSpki(spkiDer: Uint8Array): { key: KeyObject; info: PublicKey
     const modulus = unsignedBytes(expectTag(n, TAG.INTEGER, 'modulus').body);
     const exponent = unsignedBytes(expectTag(e, TAG.INTEGER, 'publicExponent').body);
     const bitLength = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]));
-    return { key: createPublicKey({ key: { kty: 'RSA', n: b64u(modulus), e: b64u(exponent) }, format: 'jwk' }), info: { type: 'rsa', bits: bitLength } };
+    return {
+      key: createPublicKey({ key: { kty: 'RSA', n: b64u(modulus), e: b64u(exponent) }, format: 'jwk' }),
+      info: { type: 'rsa', bits: bitLength },
+    };
   }
   return { key: fallback(), info: { type: 'other' } };
 }

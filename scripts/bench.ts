@@ -82,7 +82,7 @@ function rssPeakMb(pid: number): number {
 }
 
 async function drive(url: string, bodies: string[], concurrency: number, pid: number, samples: string[]): Promise<Level> {
-  const pool = new Pool(url, { connections: concurrency, pipelining: 1 });
+  const pool = new Pool(url, { connections: concurrency, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
@@ -144,6 +144,7 @@ async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv):
     },
   );
   const url = `http://127.0.0.1:${port}`;
+  process.once('exit', () => child.kill('SIGKILL'));
   for (let i = 0; i < 100; i++) {
     try {
       if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, stop: () => child.kill('SIGTERM') };

@@ -23,7 +23,9 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     uri = uriFor('kiln-ca', 'local-ca', caHsm.pinFile('1234'));
     work = tempDir();
     pkiDir = join(work, 'pki');
-    const init = kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ca-key', uri], { env: caHsm.env });
+    const init = kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ca-key', uri], {
+      env: caHsm.env,
+    });
     expect(init.stderr).not.toMatch(/kilnctl:/);
     expect(init.code).toBe(0);
     server = await startKilnctl(['--pki-dir', pkiDir, '--ca-key', uri, '--db', `sqlite:${join(work, 'kiln.db')}`], caHsm.env);
@@ -38,14 +40,20 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     expect(run('openssl', ['verify', '-CAfile', join(pkiDir, 'factory_ca.pem'), join(pkiDir, 'local-ca.pem')]).stdout).toMatch(/OK/);
     const key = caHsm.inspect('kiln-ca', '1234').find((o) => o.class === 'private' && o.label === 'local-ca');
     expect(key).toMatchObject({ sensitive: true, extractable: false });
-    const again = kilnctl(['pki', 'init', '--dir', join(work, 'pki2'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ca-key', uri], { env: caHsm.env });
+    const again = kilnctl(
+      ['pki', 'init', '--dir', join(work, 'pki2'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ca-key', uri],
+      { env: caHsm.env },
+    );
     expect(again.code).toBe(65);
     expect(again.stderr).toMatch(/already holds a private key labelled "local-ca"/);
   });
 
   it('/healthz reports the PKCS#11 backend', async () => {
     const h = await request(`${server.url}/healthz`);
-    expect(await h.body.json()).toMatchObject({ status: 'ok', key: { backend: 'pkcs11', state: 'ready', token: 'kiln-ca', object: 'local-ca' } });
+    expect(await h.body.json()).toMatchObject({
+      status: 'ok',
+      key: { backend: 'pkcs11', state: 'ready', token: 'kiln-ca', object: 'local-ca' },
+    });
   });
 
   it('a device with its key in another token registers; objects are as the contract says', async () => {
@@ -53,7 +61,20 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     const dir = tempDir();
     const sota = join(dir, 'sota');
     writeFileSync(join(dir, 'os-release'), `LMP_FACTORY="${FACTORY}"\nLMP_MACHINE="imx8mm-lpddr4-evk"\n`);
-    const args = ['--os-release', join(dir, 'os-release'), '-d', sota, '--start-daemon', '0', '-m', SOFTHSM_MODULE, '-P', '87654321', '-S', '12345678'];
+    const args = [
+      '--os-release',
+      join(dir, 'os-release'),
+      '-d',
+      sota,
+      '--start-daemon',
+      '0',
+      '-m',
+      SOFTHSM_MODULE,
+      '-P',
+      '87654321',
+      '-S',
+      '12345678',
+    ];
     const env = { ...devHsm.env, DEVICE_API: `${server.url}/sign` };
     const r = await runAsync(DEVICE_REGISTER, args, { env });
     expect(r.stderr).toBe('');
@@ -61,10 +82,19 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
 
     expect(existsSync(join(sota, 'pkey.pem'))).toBe(false);
     const toml = readFileSync(join(sota, 'sota.toml'), 'utf8');
-    expect(toml).toContain('[tls]\nserver = "https://gw.acme.test:8443"\nca_source = "file"\npkey_source = "pkcs11"\ncert_source = "pkcs11"\n');
-    expect(toml).toContain('[import]\ntls_cacert_path = "' + sota + '/root.crt"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n');
-    expect(toml.endsWith(`\n[p11]\nmodule = "${SOFTHSM_MODULE}"\npass = "87654321"\ntls_pkey_id = "01"\ntls_clientcert_id = "03"\n`)).toBe(true);
-    expect(run('openssl', ['verify', '-CAfile', join(sota, 'root.crt'), '-untrusted', join(sota, 'client.chained'), join(sota, 'client.pem')]).stdout).toMatch(/OK/);
+    expect(toml).toContain(
+      '[tls]\nserver = "https://gw.acme.test:8443"\nca_source = "file"\npkey_source = "pkcs11"\ncert_source = "pkcs11"\n',
+    );
+    expect(toml).toContain(
+      '[import]\ntls_cacert_path = "' + sota + '/root.crt"\n# tls_pkey_path is not set\n# tls_clientcert_path is not set\n',
+    );
+    expect(toml.endsWith(`\n[p11]\nmodule = "${SOFTHSM_MODULE}"\npass = "87654321"\ntls_pkey_id = "01"\ntls_clientcert_id = "03"\n`)).toBe(
+      true,
+    );
+    expect(
+      run('openssl', ['verify', '-CAfile', join(sota, 'root.crt'), '-untrusted', join(sota, 'client.chained'), join(sota, 'client.pem')])
+        .stdout,
+    ).toMatch(/OK/);
 
     const objects = devHsm.inspect('aktualizr', '87654321');
     const key = objects.filter((o) => o.class === 'private');
@@ -90,23 +120,51 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     const devHsm = makeSoftHsm();
     const dir = tempDir();
     writeFileSync(join(dir, 'os-release'), `LMP_FACTORY="other-factory"\nLMP_MACHINE="m"\n`);
-    const r = await runAsync(DEVICE_REGISTER, ['--os-release', join(dir, 'os-release'), '-d', join(dir, 'sota'), '--start-daemon', '0', '-m', SOFTHSM_MODULE, '-P', '1111', '-S', '2222'], {
-      env: { ...devHsm.env, DEVICE_API: `${server.url}/sign` },
-    });
+    const r = await runAsync(
+      DEVICE_REGISTER,
+      [
+        '--os-release',
+        join(dir, 'os-release'),
+        '-d',
+        join(dir, 'sota'),
+        '--start-daemon',
+        '0',
+        '-m',
+        SOFTHSM_MODULE,
+        '-P',
+        '1111',
+        '-S',
+        '2222',
+      ],
+      {
+        env: { ...devHsm.env, DEVICE_API: `${server.url}/sign` },
+      },
+    );
     expect(r.code).toBe(65);
     expect(r.stderr).toMatch(/not this factory/);
     expect(devHsm.inspect('aktualizr', '1111')).toEqual([]);
     expect(existsSync(join(dir, 'sota'))).toBe(false);
   });
 
-  it('64 concurrent /sign requests with the CA key in SoftHSM2: all 201, all verify', async () => {
-    const devices = await Promise.all(Array.from({ length: 64 }, () => deviceCsr()));
-    const answers = await Promise.all(
-      devices.map(async (d) => {
-        const res = await request(`${server.url}/sign`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: lmpBody({ csr: d.csrPem, uuid: d.uuid }) });
-        return { status: res.statusCode, text: await res.body.text() };
-      }),
-    );
+  it('64 concurrent /sign requests with the CA key in SoftHSM2, 8 rounds: all 201, all verify', async () => {
+    // 8 rounds: a module initialized without CKF_OS_LOCKING_OK wedged under sustained concurrency
+    const devices = await Promise.all(Array.from({ length: 512 }, () => deviceCsr()));
+    const answers: { status: number; text: string }[] = [];
+    for (let round = 0; round < 8; round++) {
+      answers.push(
+        ...(await Promise.all(
+          devices.slice(round * 64, round * 64 + 64).map(async (d) => {
+            const res = await request(`${server.url}/sign`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: lmpBody({ csr: d.csrPem, uuid: d.uuid }),
+              headersTimeout: 20_000,
+            });
+            return { status: res.statusCode, text: await res.body.text() };
+          }),
+        )),
+      );
+    }
     expect(answers.filter((a) => a.status !== 201).map((a) => a.text)).toEqual([]);
     const ca = new X509Certificate(readFileSync(join(pkiDir, 'local-ca.pem')));
     const serials = new Set<string>();
@@ -115,7 +173,7 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
       expect(cert.verify(ca.publicKey)).toBe(true);
       serials.add(cert.serialNumber);
     }
-    expect(serials.size).toBe(64);
+    expect(serials.size).toBe(512);
     expect(server.logs()).not.toMatch(/CKR_/);
   });
 
@@ -127,10 +185,17 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     writeFileSync(join(root, 'etc/os-release'), `LMP_FACTORY="${FACTORY}"\nLMP_MACHINE="m"\n`);
     writeFileSync(join(root, 'etc/kiln/device-register.conf'), `DEVICE_API=${server.url}/sign\nSTART_DAEMON=0\n`);
     writeFileSync(join(root, 'etc/sota/hsm'), `HSM_MODULE="${SOFTHSM_MODULE}"\nHSM_PIN="24682468"\nHSM_SOPIN="13571357"\n`);
-    const r = await runAsync('dash', [join(ROOT, 'scripts/device-auto-register')], { env: { ...devHsm.env, KILN_ROOT: root, KILN_DEVICE_REGISTER: DEVICE_REGISTER } });
+    const r = await runAsync('dash', [join(ROOT, 'scripts/device-auto-register')], {
+      env: { ...devHsm.env, KILN_ROOT: root, KILN_DEVICE_REGISTER: DEVICE_REGISTER },
+    });
     expect(r.code).toBe(0);
     expect(readFileSync(join(root, 'var/sota/sota.toml'), 'utf8')).toContain('pass = "24682468"');
-    expect(devHsm.inspect('aktualizr', '24682468').map((o) => `${o.class}:${o.label}:${o.id}`).sort()).toEqual(['certificate:client:03', 'private:tls:01', 'public:tls:01']);
+    expect(
+      devHsm
+        .inspect('aktualizr', '24682468')
+        .map((o) => `${o.class}:${o.label}:${o.id}`)
+        .sort(),
+    ).toEqual(['certificate:client:03', 'private:tls:01', 'public:tls:01']);
   });
 });
 
@@ -141,17 +206,56 @@ describe('PKCS#11 start-up failures are one line and exit 78', () => {
     hsm = makeSoftHsm();
     hsm.initToken('kiln-ca', '1234', '5678');
     pkiDir = join(tempDir(), 'pki');
-    expect(kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--ca-key', uriFor('kiln-ca', 'local-ca', hsm.pinFile('1234'))], { env: hsm.env }).code).toBe(0);
+    expect(
+      kilnctl(
+        [
+          'pki',
+          'init',
+          '--dir',
+          pkiDir,
+          '--factory',
+          FACTORY,
+          '--gateway-dns',
+          'gw.acme.test',
+          '--ca-key',
+          uriFor('kiln-ca', 'local-ca', hsm.pinFile('1234')),
+        ],
+        { env: hsm.env },
+      ).code,
+    ).toBe(0);
   });
 
-  const serve = (caKey: string) => kilnctl(['serve', '--pki-dir', pkiDir, '--ca-key', caKey, '--db', `sqlite:${join(tempDir(), 'k.db')}`, '--listen', '127.0.0.1:0'], { env: hsm.env });
+  const serve = (caKey: string) =>
+    kilnctl(['serve', '--pki-dir', pkiDir, '--ca-key', caKey, '--db', `sqlite:${join(tempDir(), 'k.db')}`, '--listen', '127.0.0.1:0'], {
+      env: hsm.env,
+    });
 
   it.each([
-    ['wrong PIN', () => uriFor('kiln-ca', 'local-ca', hsm.pinFile('9999')), /^kilnctl: cannot log in to token "kiln-ca": wrong PIN \(CKR_PIN_INCORRECT\)$/],
-    ['missing object', () => uriFor('kiln-ca', 'no-such-key', hsm.pinFile('1234')), /^kilnctl: no private key with label "no-such-key" in token "kiln-ca"$/],
-    ['missing token', () => uriFor('no-such-token', 'local-ca', hsm.pinFile('1234')), /^kilnctl: no token "no-such-token" in PKCS#11 module /],
-    ['missing module', () => uriFor('kiln-ca', 'local-ca', hsm.pinFile('1234')).replace(SOFTHSM_MODULE, '/usr/lib/nope/libnope.so'), /^kilnctl: cannot load PKCS#11 module \/usr\/lib\/nope\/libnope.so: /],
-    ['missing PIN file', () => uriFor('kiln-ca', 'local-ca', '/nonexistent/pin'), /^kilnctl: cannot read the PIN file \/nonexistent\/pin: ENOENT$/],
+    [
+      'wrong PIN',
+      () => uriFor('kiln-ca', 'local-ca', hsm.pinFile('9999')),
+      /^kilnctl: cannot log in to token "kiln-ca": wrong PIN \(CKR_PIN_INCORRECT\)$/,
+    ],
+    [
+      'missing object',
+      () => uriFor('kiln-ca', 'no-such-key', hsm.pinFile('1234')),
+      /^kilnctl: no private key with label "no-such-key" in token "kiln-ca"$/,
+    ],
+    [
+      'missing token',
+      () => uriFor('no-such-token', 'local-ca', hsm.pinFile('1234')),
+      /^kilnctl: no token "no-such-token" in PKCS#11 module /,
+    ],
+    [
+      'missing module',
+      () => uriFor('kiln-ca', 'local-ca', hsm.pinFile('1234')).replace(SOFTHSM_MODULE, '/usr/lib/nope/libnope.so'),
+      /^kilnctl: cannot load PKCS#11 module \/usr\/lib\/nope\/libnope.so: /,
+    ],
+    [
+      'missing PIN file',
+      () => uriFor('kiln-ca', 'local-ca', '/nonexistent/pin'),
+      /^kilnctl: cannot read the PIN file \/nonexistent\/pin: ENOENT$/,
+    ],
     ['malformed URI', () => 'pkcs11:token=kiln-ca', /^kilnctl: PKCS#11 URI: module-path is required/],
   ])('fail/%s', (_n, caKey, message) => {
     const r = serve(caKey());

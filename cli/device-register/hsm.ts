@@ -63,7 +63,10 @@ export async function openDeviceHsm(o: HsmOptions): Promise<DeviceHsm> {
     t.login(o.pin);
     const stale = findObjects(t, t.lib.CKO_PRIVATE_KEY, KEY_REF).length + findObjects(t, t.lib.CKO_CERTIFICATE, CERT_REF).length;
     if (stale && !o.force) {
-      throw new KilnError('conflict', `the "${HSM_TOKEN}" token already holds a "tls" key or "client" certificate; use --force 1 to replace them`);
+      throw new KilnError(
+        'conflict',
+        `the "${HSM_TOKEN}" token already holds a "tls" key or "client" certificate; use --force 1 to replace them`,
+      );
     }
     for (const cls of [t.lib.CKO_PRIVATE_KEY, t.lib.CKO_PUBLIC_KEY]) destroyObjects(t, cls, KEY_REF);
     destroyObjects(t, t.lib.CKO_CERTIFICATE, CERT_REF);

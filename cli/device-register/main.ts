@@ -57,7 +57,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   }
 
   const staging = createStaging(o.sotaDir);
-  const hsm = o.hsmModule ? await openDeviceHsm({ module: o.hsmModule, pin: o.hsmPin ?? '', soPin: o.hsmSoPin, force: o.force }) : undefined;
+  const hsm = o.hsmModule
+    ? await openDeviceHsm({ module: o.hsmModule, pin: o.hsmPin ?? '', soPin: o.hsmSoPin, force: o.force })
+    : undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     staging.abort();
     hsm?.rollback();
@@ -86,7 +88,11 @@ async function register(o: Options, staging: ReturnType<typeof createStaging>, h
   const key = hsm ? undefined : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const csr = pem(
     'CERTIFICATE REQUEST',
-    await createCsr({ subject: deviceSubject(o.uuid, o.factory, o.production), key: hsm?.signer ?? key!, extensions: DEVICE_CSR_EXTENSIONS() }),
+    await createCsr({
+      subject: deviceSubject(o.uuid, o.factory, o.production),
+      key: hsm?.signer ?? key!,
+      extensions: DEVICE_CSR_EXTENSIONS(),
+    }),
   );
 
   await checkReachable(o.deviceApi, o.timeoutMs);

@@ -45,7 +45,10 @@ export async function generatePkcs11Key(uriText: string, readFile: ReadFile): Pr
   const token = await openUriToken(uri, readFile);
   try {
     if (findObjects(token, token.lib.CKO_PRIVATE_KEY, keyRef(uri)).length) {
-      throw new KilnError('conflict', `token "${token.label}" already holds a private key ${uri.object ? `labelled "${uri.object}"` : 'with that id'}; refusing to replace it`);
+      throw new KilnError(
+        'conflict',
+        `token "${token.label}" already holds a private key ${uri.object ? `labelled "${uri.object}"` : 'with that id'}; refusing to replace it`,
+      );
     }
     generateEcKeyPair(token, { ...keyRef(uri), curve: 'P-256' });
   } catch (err) {

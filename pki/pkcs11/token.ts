@@ -57,7 +57,8 @@ export async function openModule(modulePath: string): Promise<{ lib: Pkcs11Js; p
       throw new KilnError('config', `cannot load PKCS#11 module ${modulePath}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
     }
     try {
-      p11.C_Initialize();
+      // signatures run on libuv's thread pool: the module must lock for itself
+      p11.C_Initialize({ flags: l.CKF_OS_LOCKING_OK });
     } catch (err) {
       throw new KilnError('config', `PKCS#11 module ${modulePath} failed to initialize: ${ckr(err)}`, { cause: err });
     }

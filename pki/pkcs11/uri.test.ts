@@ -3,8 +3,16 @@ import { parsePkcs11Uri, pinOf } from './uri.js';
 
 describe('parsePkcs11Uri', () => {
   it('ok/token, object, id, module path and pin source', () => {
-    const u = parsePkcs11Uri('pkcs11:token=My%20Token;object=local-ca;id=%01%ff?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin');
-    expect(u).toEqual({ token: 'My Token', object: 'local-ca', id: Buffer.from([1, 255]), modulePath: '/usr/lib/softhsm/libsofthsm2.so', pinSource: 'file:/run/pin' });
+    const u = parsePkcs11Uri(
+      'pkcs11:token=My%20Token;object=local-ca;id=%01%ff?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin',
+    );
+    expect(u).toEqual({
+      token: 'My Token',
+      object: 'local-ca',
+      id: Buffer.from([1, 255]),
+      modulePath: '/usr/lib/softhsm/libsofthsm2.so',
+      pinSource: 'file:/run/pin',
+    });
     expect(pinOf(u, (p) => (p === '/run/pin' ? '4321\n' : ''))).toBe('4321');
   });
 

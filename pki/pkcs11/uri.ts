@@ -65,7 +65,8 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
     else if (k !== 'module-name') throw bad(`unknown query attribute "${k}"`);
   }
   if (!out.modulePath) throw bad('module-path is required (e.g. ?module-path=/usr/lib/softhsm/libsofthsm2.so)');
-  if (out.token === undefined && out.serial === undefined && out.slotId === undefined) throw bad('name the token (token=, serial= or slot-id=)');
+  if (out.token === undefined && out.serial === undefined && out.slotId === undefined)
+    throw bad('name the token (token=, serial= or slot-id=)');
   if (out.object === undefined && out.id === undefined) throw bad('name the key (object= or id=)');
   return out;
 }

@@ -40,13 +40,17 @@ export function makeSoftHsm(): SoftHsm {
   return {
     dir,
     env,
-    initToken: (label, pin, soPin) => void must(run('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin], { env })),
+    initToken: (label, pin, soPin) =>
+      void must(run('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', soPin], { env })),
     pinFile: (pin) => {
       const path = join(dir, `pin-${++pins}`);
       writeFileSync(path, pin + '\n', { mode: 0o600 });
       return path;
     },
-    inspect: (token, pin) => JSON.parse(must(run(process.execPath, [join(ROOT, 'test/helpers/p11-inspect.mjs'), SOFTHSM_MODULE, token, pin], { env })).stdout) as P11Object[],
+    inspect: (token, pin) =>
+      JSON.parse(
+        must(run(process.execPath, [join(ROOT, 'test/helpers/p11-inspect.mjs'), SOFTHSM_MODULE, token, pin], { env })).stdout,
+      ) as P11Object[],
   };
 }
 

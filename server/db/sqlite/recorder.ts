@@ -37,8 +37,10 @@ export function createRecorder(sqlite: Database.Database): Recorder {
 
   const recordOne = sqlite.transaction(({ cert, opts }: RecordItem) => {
     if (hot.denied.get(cert.uuid)) throw new KilnError('denied', `device ${cert.uuid} is on the deny-list`);
-    if (opts.rejectReregistration && hot.device.get(cert.uuid)) throw new KilnError('conflict', `device ${cert.uuid} is already registered`);
-    if (hot.serialTaken.get(cert.serial)) throw new KilnError('conflict', `serial ${cert.serial} is already used (re-registration with UUID serials)`);
+    if (opts.rejectReregistration && hot.device.get(cert.uuid))
+      throw new KilnError('conflict', `device ${cert.uuid} is already registered`);
+    if (hot.serialTaken.get(cert.serial))
+      throw new KilnError('conflict', `serial ${cert.serial} is already used (re-registration with UUID serials)`);
     const row = {
       ...cert,
       production: cert.production ? 1 : 0,

@@ -64,8 +64,12 @@ describe('SQLite store', () => {
     const denied = randomUUID();
     await s.deny([denied], 'r', new Date());
     const ids = Array.from({ length: 50 }, () => randomUUID());
-    const results = await Promise.allSettled([...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })));
-    expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual(['denied']);
+    const results = await Promise.allSettled(
+      [...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })),
+    );
+    expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual([
+      'denied',
+    ]);
     await s.close();
     const again = fresh(path);
     expect(await again.listDevices({ limit: 100, offset: 0 })).toHaveLength(50);

@@ -19,7 +19,10 @@ function flush(): void {
   queue = [];
   try {
     const outcomes = recorder.recordBatch(batch.map((b) => b.item));
-    parentPort!.postMessage({ ids: batch.map((b) => b.id), errors: outcomes.map((o) => (o ? { code: o.code, message: o.message } : null)) } satisfies WriterReply);
+    parentPort!.postMessage({
+      ids: batch.map((b) => b.id),
+      errors: outcomes.map((o) => (o ? { code: o.code, message: o.message } : null)),
+    } satisfies WriterReply);
   } catch (err) {
     parentPort!.postMessage({ failed: batch.map((b) => b.id), message: (err as Error).message } satisfies WriterReply);
   }

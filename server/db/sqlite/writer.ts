@@ -23,7 +23,7 @@ export function startWriterWorker(path: string): Writer {
   worker.on('message', (m: WriterReply) => {
     if ('failed' in m) {
       const err = new KilnError('unavailable', 'device registry is unavailable; try again', { cause: new Error(m.message) });
-      for (const id of m.failed) pending.get(id)?.reject(err), pending.delete(id);
+      for (const id of m.failed) (pending.get(id)?.reject(err), pending.delete(id));
       return;
     }
     m.ids.forEach((id, i) => {
