@@ -146,6 +146,20 @@ describe('auto-register under dash against Kiln', () => {
   });
 });
 
+describe('auto-register driving the stock lmp-device-register (CLIENT_FLAVOR=lmp)', () => {
+  it('passes the token with -T and no Kiln-only options', async () => {
+    const t = fakeRoot({ DEVICE_API: 'http://kiln:8000/sign', CLIENT_FLAVOR: 'lmp', START_DAEMON: '0' }, { token: 'tok-123' });
+    // a stand-in for the C++ binary: records its arguments and environment
+    const stub = join(t.root, 'lmp-device-register');
+    writeFileSync(stub, `#!/bin/sh\nprintf '%s\\n' "$@" > ${t.root}/args\nenv > ${t.root}/env\n`, { mode: 0o755 });
+    const r = await runAsync('dash', [SCRIPT], { env: { KILN_ROOT: t.root, KILN_DEVICE_REGISTER: stub, DEVICE_API: undefined } });
+    expect(r.code).toBe(0);
+    const args = readFileSync(join(t.root, 'args'), 'utf8').trim().split('\n');
+    expect(args).toEqual(['-d', t.sota, '--start-daemon', '0', '-T', 'tok-123']);
+    expect(readFileSync(join(t.root, 'env'), 'utf8')).toMatch(/^DEVICE_API=http:\/\/kiln:8000\/sign$/m);
+  });
+});
+
 describe('auto-register under dash against a stand-in', () => {
   let s: StandIn;
   beforeAll(async () => {

@@ -1,0 +1,2 @@
+#!/bin/sh
+exec node /usr/lib/kiln/device-register.js "$@"
