@@ -2,11 +2,21 @@
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
 import { KilnError } from '../pki/errors.js';
-import { DEFAULTS, SETTINGS } from '../server/config.js';
-import { openStore, parseDbUrl } from '../server/db/open.js';
+import { readFileSync } from 'node:fs';
+import { DEFAULTS, parseUrlSetting, SETTINGS } from '../server/config.js';
+import { readFactoryCerts } from '../server/pki-dir.js';
+import { createUpstreamClient, type UpstreamClient } from '../server/upstream.js';
+import { withStore as withDb } from './upstream-commands.js';
 import type { Store } from '../server/db/store.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
+
+interface UpstreamOpts {
+  upstreamApi?: string;
+  upstreamTokenFile?: string;
+  factory?: string;
+  pkiDir?: string;
+}
 
 interface DbOpts {
   db?: string;
@@ -29,14 +39,7 @@ function pageArg(o: { limit?: string; offset?: string }): { limit: number; offse
 export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const devices = program.command('devices').description('registered devices and the deny-list');
 
-  const withStore = async <T>(o: DbOpts, fn: (store: Store) => Promise<T>): Promise<T> => {
-    const store = openStore(parseDbUrl(o.db ?? env[SETTINGS.db.env] ?? DEFAULTS.db));
-    try {
-      return await fn(store);
-    } finally {
-      await store.close();
-    }
-  };
+  const withStore = <T>(o: DbOpts, fn: (store: Store) => Promise<T>): Promise<T> => withDb(o.db, env, fn);
   const cmd = (name: string, description: string): Command =>
     devices
       .command(name)
@@ -126,11 +129,56 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
       }),
     );
 
-  cmd('delete-denied', 'remove UUIDs from the deny-list so they may register again')
+  const upstreamOpts = (c: Command): Command =>
+    c
+      .option('--upstream-api <url>', `upstream device API (default $${SETTINGS.upstreamApi.env})`)
+      .option('--upstream-token-file <file>', `upstream token file (default $${SETTINGS.upstreamTokenFile.env})`)
+      .option('--factory <name>', 'factory name (default: the OU of local-ca.pem in --pki-dir)')
+      .option('--pki-dir <dir>', `PKI directory to read the factory from (default $${SETTINGS.pkiDir.env} or ${DEFAULTS.pkiDir})`);
+
+  const upstreamOf = (o: UpstreamOpts): { client: UpstreamClient; factory: string } => {
+    const api = o.upstreamApi ?? env[SETTINGS.upstreamApi.env];
+    const tokenFile = o.upstreamTokenFile ?? env[SETTINGS.upstreamTokenFile.env];
+    if (!api || !tokenFile) throw usage('needs --upstream-api and --upstream-token-file');
+    let token: string;
+    try {
+      token = readFileSync(tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new KilnError('config', `cannot read the upstream token file ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    const factory = o.factory ?? readFactoryCerts(o.pkiDir ?? env[SETTINGS.pkiDir.env] ?? DEFAULTS.pkiDir).factory;
+    return { client: createUpstreamClient({ api: parseUrlSetting('--upstream-api', api), token, timeoutMs: 30_000 }), factory };
+  };
+
+  upstreamOpts(cmd('sync-denied', 'pull the upstream deny-list (all pages) into the local one')).action((o: DbOpts & UpstreamOpts) =>
+    withStore(o, async (s) => {
+      const { client, factory } = upstreamOf(o);
+      const entries = await client.listDenied(factory);
+      const added = entries.length
+        ? await s.deny(
+            entries.map((e) => e.uuid),
+            'upstream deny-list',
+            new Date(),
+          )
+        : [];
+      printResult(
+        !!o.json,
+        { upstream: entries.length, entries: added },
+        () => `Upstream deny-list of ${factory}: ${entries.length} devices; the local deny-list now holds them all\n`,
+      );
+    }),
+  );
+
+  upstreamOpts(cmd('delete-denied', 'remove UUIDs from the deny-list so they may register again'))
     .argument('<uuid...>')
-    .action((uuids: string[], o: DbOpts) =>
+    .option('--upstream', 'also delete them from the upstream deny-list')
+    .action((uuids: string[], o: DbOpts & UpstreamOpts & { upstream?: boolean }) =>
       withStore(o, async (s) => {
         const ids = uuidsArg(uuids);
+        if (o.upstream) {
+          const { client, factory } = upstreamOf(o);
+          for (const id of ids) await client.deleteDenied(factory, id);
+        }
         await s.deleteDenied(ids);
         printResult(!!o.json, { allowed: ids }, () => `Removed from the deny-list: ${ids.join(', ')}\n`);
       }),

@@ -4,6 +4,7 @@ import { addDevicesCommands } from './devices-commands.js';
 import { addPkiCommands } from './pki-commands.js';
 import { addServeCommand } from './serve-command.js';
 import { runMain } from './shared/run.js';
+import { addUpstreamCommands } from './upstream-commands.js';
 
 export function createProgram(env: NodeJS.ProcessEnv): Command {
   const program = new Command('kilnctl')
@@ -15,6 +16,7 @@ export function createProgram(env: NodeJS.ProcessEnv): Command {
   addServeCommand(program, env);
   addPkiCommands(program);
   addDevicesCommands(program, env);
+  addUpstreamCommands(program, env);
   // every sub-command reports usage errors through the same path
   const override = (c: Command): void => {
     c.exitOverride();

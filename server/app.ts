@@ -16,6 +16,8 @@ export interface AppDeps {
   store: Store;
   signer: Signer;
   logger: Logger;
+  /** Partially detached: the delivery worker's state, for /healthz. */
+  upstreamState?: () => Record<string, string | undefined>;
   /** The peer address of a request; tests run without a socket. */
   clientAddress?: (c: Context) => string;
 }
@@ -84,7 +86,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const key = deps.signer.describe();
     const ok = db === 'ok' && key.state === 'ready';
-    return c.json({ status: ok ? 'ok' : 'degraded', db, key }, ok ? 200 : 503);
+    const upstream = deps.upstreamState?.();
+    return c.json({ status: ok ? 'ok' : 'degraded', db, key, ...(upstream ? { upstream } : {}) }, ok ? 200 : 503);
   });
 
   return app;

@@ -18,6 +18,15 @@ export interface ServeConfig {
   readonly validityDays: number;
   readonly serialFromUuid: boolean;
   readonly rejectReregistration: boolean;
+  /** Partially detached mode, when an upstream API is configured. */
+  readonly upstream?: {
+    readonly api: string;
+    readonly tokenFile: string;
+    readonly group?: string;
+    readonly mode: 'sync' | 'outbox';
+    /** First back-off of the outbox; doubles per attempt (with jitter) up to 5 minutes. */
+    readonly retryBaseMs: number;
+  };
 }
 
 type Raw = string | boolean | number | undefined;
@@ -39,6 +48,11 @@ export const SETTINGS = {
   validityDays: { key: 'validityDays', env: 'KILN_VALIDITY_DAYS', flag: '--validity-days' },
   serialFromUuid: { key: 'serialFromUuid', env: 'KILN_SERIAL_FROM_UUID', flag: '--serial-from-uuid' },
   rejectReregistration: { key: 'rejectReregistration', env: 'KILN_REJECT_REREGISTRATION', flag: '--reject-reregistration' },
+  upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
+  upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
+  deviceGroup: { key: 'deviceGroup', env: 'KILN_DEVICE_GROUP', flag: '--device-group' },
+  upstreamMode: { key: 'upstreamMode', env: 'KILN_UPSTREAM_MODE', flag: '--upstream-mode' },
+  upstreamRetryBaseMs: { key: 'upstreamRetryBaseMs', env: 'KILN_UPSTREAM_RETRY_BASE_MS', flag: '--upstream-retry-base-ms' },
 } as const satisfies Record<string, Setting>;
 
 export const DEFAULTS = {
@@ -111,6 +125,12 @@ function parseDays(flag: string, v: Raw): number {
   return n;
 }
 
+function parseMs(flag: string, v: Raw): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 3_600_000) fail(`${flag} ${v}: expected milliseconds between 1 and 3600000`);
+  return n;
+}
+
 export function parseServeConfig(src: ConfigSources): ServeConfig {
   const file = src.configFile ?? src.env.KILN_CONFIG;
   const fromFile = file ? readConfigFile(file) : {};
@@ -140,5 +160,23 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
     serialFromUuid: parseBool(SETTINGS.serialFromUuid.flag, pick(SETTINGS.serialFromUuid) ?? false),
     rejectReregistration: parseBool(SETTINGS.rejectReregistration.flag, pick(SETTINGS.rejectReregistration) ?? false),
   };
-  return Object.freeze({ ...config, listen: Object.freeze(config.listen), db: Object.freeze(config.db) });
+  const api = str(SETTINGS.upstreamApi);
+  const tokenFile = str(SETTINGS.upstreamTokenFile);
+  const mode = str(SETTINGS.upstreamMode) ?? 'outbox';
+  if (mode !== 'sync' && mode !== 'outbox') fail(`--upstream-mode ${mode}: expected sync or outbox`);
+  if (api !== undefined && tokenFile === undefined)
+    fail('--upstream-api needs --upstream-token-file (the token with scope devices:create)');
+  if (api === undefined && (tokenFile ?? str(SETTINGS.deviceGroup)) !== undefined)
+    fail('--upstream-token-file and --device-group need --upstream-api');
+  const upstream =
+    api === undefined
+      ? undefined
+      : Object.freeze({
+          api: parseUrlSetting(SETTINGS.upstreamApi.flag, api),
+          tokenFile: tokenFile!,
+          group: str(SETTINGS.deviceGroup),
+          mode: mode as 'sync' | 'outbox',
+          retryBaseMs: parseMs(SETTINGS.upstreamRetryBaseMs.flag, pick(SETTINGS.upstreamRetryBaseMs) ?? 1000),
+        });
+  return Object.freeze({ ...config, listen: Object.freeze(config.listen), db: Object.freeze(config.db), upstream });
 }

@@ -15,7 +15,9 @@ import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
+import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createSignService } from './sign-service.js';
+import { createUpstreamClient } from './upstream.js';
 
 export interface RunningServer {
   url: string;
@@ -44,6 +46,19 @@ async function loadCaSigner(config: ServeConfig): Promise<Signer> {
   return createPemSigner(pem);
 }
 
+function readUpstreamToken(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new KilnError('config', `cannot read the upstream token file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+      cause: err,
+    });
+  }
+  if (!token) throw new KilnError('config', `the upstream token file ${path} is empty`);
+  return token;
+}
+
 /** Signs and verifies a probe so a broken key fails at start-up, not on the first device. */
 export async function selfTest(signer: Signer): Promise<void> {
   const probe = randomBytes(32);
@@ -70,6 +85,25 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     throw err;
   }
   const urls = gatewayUrls(config, pki);
+  const upstreamClient = config.upstream
+    ? createUpstreamClient({
+        api: config.upstream.api,
+        token: readUpstreamToken(config.upstream.tokenFile),
+        group: config.upstream.group,
+        timeoutMs: 10_000,
+      })
+    : undefined;
+  const clock = (): Date => new Date();
+  const worker =
+    upstreamClient && config.upstream && config.upstream.mode === 'outbox'
+      ? startOutboxWorker({
+          store,
+          upstream: upstreamClient,
+          logger,
+          clock,
+          policy: { baseMs: config.upstream.retryBaseMs, pollMs: Math.min(1000, config.upstream.retryBaseMs) },
+        })
+      : undefined;
 
   const signService = createSignService({
     ca: pki.local,
@@ -82,14 +116,24 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       serialFromUuid: config.serialFromUuid,
       rejectReregistration: config.rejectReregistration,
     },
-    clock: () => new Date(),
+    clock,
     random: randomBytes,
+    upstream:
+      upstreamClient && config.upstream
+        ? {
+            mode: config.upstream.mode,
+            group: config.upstream.group,
+            deliverNow: (entry) => deliverNow(store, upstreamClient, logger, entry, clock),
+            queued: () => worker?.kick(),
+          }
+        : undefined,
   });
   const app = createApp({
     signService,
     store,
     signer,
     logger,
+    upstreamState: config.upstream ? () => ({ mode: config.upstream!.mode, ...(worker?.state() ?? { state: 'running' }) }) : undefined,
     clientAddress: (c) => getConnInfo(c).remote.address ?? 'unknown',
   });
 
@@ -114,6 +158,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     url,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await worker?.stop();
       await store.close();
       await signer.close();
     },

@@ -8,7 +8,7 @@ import { formatName } from '../pki/name.js';
 import { checkDeviceCsr, type DevicePolicy } from '../pki/policy.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial, serialHex, uuidSerial, type RandomSource } from '../pki/serial.js';
-import type { Store } from './db/store.js';
+import type { IssuedCertificate, Store } from './db/store.js';
 import { parseSignRequest } from './sign-request.js';
 import { renderSotaToml } from './sota-toml.js';
 
@@ -20,7 +20,18 @@ export interface SignSettings {
   rejectReregistration: boolean;
 }
 
+/** Partially detached: how devices reach the upstream device API. */
+export interface UpstreamHook {
+  mode: 'sync' | 'outbox';
+  group?: string;
+  /** sync: deliver while the device waits (throws to refuse the registration) */
+  deliverNow(entry: { serial: string; uuid: string; body: string }): Promise<void>;
+  /** outbox: a delivery was queued */
+  queued(): void;
+}
+
 export interface SignServiceDeps {
+  upstream?: UpstreamHook;
   ca: Ca;
   rootPem: string;
   store: Store;
@@ -79,7 +90,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
       const pem = certificatePem(await signCertificate(template, ca.signer));
       trace.serial = serialHex(serial);
 
-      const record = {
+      const record: IssuedCertificate = {
         serial: trace.serial,
         uuid: id.uuid,
         subject: formatName(csr.subject),
@@ -92,8 +103,18 @@ export function createSignService(deps: SignServiceDeps): SignService {
         issuedAt: deps.clock(),
         clientAddress: meta.clientAddress,
         requestId: meta.requestId,
+        upstreamBody: deps.upstream
+          ? JSON.stringify({
+              'client.pem': pem,
+              ...(req.name ? { name: req.name } : {}),
+              ...(deps.upstream.group ? { group: deps.upstream.group } : {}),
+            })
+          : undefined,
       };
       await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
+      if (deps.upstream?.mode === 'sync')
+        await deps.upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! });
+      else deps.upstream?.queued();
 
       return {
         'root.crt': deps.rootPem,

@@ -14,6 +14,29 @@ export interface IssuedCertificate {
   issuedAt: Date;
   clientAddress: string;
   requestId: string;
+  /** Partially detached: the upstream PUT body, queued in the same transaction. */
+  upstreamBody?: string;
+}
+
+export type OutboxStatus = 'pending' | 'delivered' | 'failed';
+
+export interface OutboxEntry {
+  serial: string;
+  uuid: string;
+  body: string;
+  status: OutboxStatus;
+  attempts: number;
+  nextAttemptAt: Date;
+  lastError: string;
+  createdAt: Date;
+  deliveredAt: Date | null;
+}
+
+export interface OutboxSummary {
+  pending: number;
+  failed: number;
+  delivered: number;
+  oldestPendingAgeSeconds: number | null;
 }
 
 export interface Device {
@@ -63,6 +86,16 @@ export interface Store {
   listDenied(page: Page): Promise<DeniedDevice[]>;
   /** Lifts denials; throws 'not_found' (and changes nothing) if one is not denied. */
   deleteDenied(uuids: string[]): Promise<void>;
+  /** Pending deliveries that are due, oldest first. */
+  dueOutbox(now: Date, limit: number): Promise<OutboxEntry[]>;
+  updateOutbox(
+    serial: string,
+    change: Pick<OutboxEntry, 'status' | 'attempts' | 'nextAttemptAt' | 'lastError' | 'deliveredAt'>,
+  ): Promise<void>;
+  outboxSummary(now: Date): Promise<OutboxSummary>;
+  listOutbox(filter: { status?: OutboxStatus }, page: Page): Promise<OutboxEntry[]>;
+  /** Failed (and, when UUIDs are given, their pending) deliveries become due now; returns how many. */
+  retryOutbox(uuids: string[] | undefined, now: Date): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -86,3 +86,7 @@ export function runAsync(cmd: string, args: string[], opts: { env?: NodeJS.Proce
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** kilnctl without blocking the event loop (when the test process serves what it talks to). */
+export const kilnctlAsync = (args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> =>
+  runAsync(KILNCTL, args, opts);

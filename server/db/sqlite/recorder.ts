@@ -27,6 +27,10 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
        VALUES (@serial, @uuid, @subject, @hardwareId, @name, @production, @notBefore, @notAfter, @pem, @issuedAt, @clientAddress, @requestId)`,
     ),
+    insertOutbox: sqlite.prepare(
+      `INSERT INTO outbox (serial, uuid, body, status, attempts, next_attempt_at, last_error, created_at)
+       VALUES (@serial, @uuid, @upstreamBody, 'pending', 0, @issuedAt, '', @issuedAt)`,
+    ),
     upsertDevice: sqlite.prepare(
       `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations)
        VALUES (@uuid, @name, @hardwareId, @production, @serial, @issuedAt, @issuedAt, 1)
@@ -48,8 +52,10 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       notAfter: cert.notAfter.getTime(),
       issuedAt: cert.issuedAt.getTime(),
     };
-    hot.insertCert.run(row);
-    hot.upsertDevice.run(row);
+    const { upstreamBody, ...certRow } = row;
+    hot.insertCert.run(certRow);
+    hot.upsertDevice.run(certRow);
+    if (upstreamBody !== undefined) hot.insertOutbox.run({ serial: row.serial, uuid: row.uuid, upstreamBody, issuedAt: row.issuedAt });
   });
 
   const batch = sqlite.transaction((items: RecordItem[]) =>

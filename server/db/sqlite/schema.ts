@@ -36,3 +36,22 @@ export const deniedDevices = sqliteTable('denied_devices', {
   reason: text('reason').notNull(),
   deniedAt: integer('denied_at', { mode: 'timestamp_ms' }).notNull(),
 });
+
+/** Devices to create in the upstream device API (partially detached mode). */
+export const outbox = sqliteTable(
+  'outbox',
+  {
+    serial: text('serial').primaryKey(),
+    uuid: text('uuid').notNull(),
+    /** JSON body of the PUT: client.pem, name, group */
+    body: text('body').notNull(),
+    /** pending | delivered | failed */
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull(),
+    nextAttemptAt: integer('next_attempt_at', { mode: 'timestamp_ms' }).notNull(),
+    lastError: text('last_error').notNull(),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    deliveredAt: integer('delivered_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [index('outbox_due_idx').on(t.status, t.nextAttemptAt)],
+);

@@ -1,15 +1,15 @@
 // The registry on embedded SQLite (better-sqlite3, WAL), through drizzle-orm.
 import Database from 'better-sqlite3';
-import { desc, eq, inArray } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, lte, min } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
-import type { DeniedDevice, Device, Page, Store } from '../store.js';
+import type { DeniedDevice, Device, OutboxEntry, Page, Store } from '../store.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
-import { certificates, deniedDevices, devices } from './schema.js';
+import { certificates, deniedDevices, devices, outbox } from './schema.js';
 import { startWriterWorker } from './writer.js';
 
 export interface SqliteStoreOptions {
@@ -106,6 +106,46 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async deleteDenied(uuids) {
       deleteDenied(uuids);
+    },
+    async dueOutbox(now, limit) {
+      return db
+        .select()
+        .from(outbox)
+        .where(and(eq(outbox.status, 'pending'), lte(outbox.nextAttemptAt, now)))
+        .orderBy(outbox.nextAttemptAt)
+        .limit(limit)
+        .all() as OutboxEntry[];
+    },
+    async updateOutbox(serial, change) {
+      db.update(outbox).set(change).where(eq(outbox.serial, serial)).run();
+    },
+    async outboxSummary(now) {
+      const counts = db.select({ status: outbox.status, n: count() }).from(outbox).groupBy(outbox.status).all();
+      const oldest = db
+        .select({ at: min(outbox.createdAt) })
+        .from(outbox)
+        .where(eq(outbox.status, 'pending'))
+        .get()?.at;
+      const n = (st: string): number => counts.find((c) => c.status === st)?.n ?? 0;
+      return {
+        pending: n('pending'),
+        failed: n('failed'),
+        delivered: n('delivered'),
+        oldestPendingAgeSeconds: oldest ? Math.max(0, Math.round((now.getTime() - new Date(oldest).getTime()) / 1000)) : null,
+      };
+    },
+    async listOutbox(filter, page) {
+      const q = db.select().from(outbox);
+      return (filter.status ? q.where(eq(outbox.status, filter.status)) : q)
+        .orderBy(desc(outbox.createdAt))
+        .limit(page.limit)
+        .offset(page.offset)
+        .all() as OutboxEntry[];
+    },
+    async retryOutbox(uuids, now) {
+      const statuses = uuids ? ['failed', 'pending'] : ['failed'];
+      const where = uuids ? and(inArray(outbox.status, statuses), inArray(outbox.uuid, uuids)) : inArray(outbox.status, statuses);
+      return db.update(outbox).set({ status: 'pending', attempts: 0, nextAttemptAt: now, lastError: '' }).where(where).run().changes;
     },
     async ping() {
       sqlite.prepare('select 1').get();
