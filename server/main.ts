@@ -73,26 +73,25 @@ export async function selfTest(signer: Signer): Promise<void> {
 }
 
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
+  // everything that can fail on configuration, before anything holds a thread or a file
+  const upstreamToken = config.upstream ? readUpstreamToken(config.upstream.tokenFile) : undefined;
   const signer = await loadCaSigner(config);
   let pki: FactoryPki;
+  let urls: { gateway: string; ostree: string };
   let store: Store;
   try {
     pki = loadFactoryPki(config.pkiDir, signer);
+    urls = gatewayUrls(config, pki);
     await selfTest(signer);
     store = openStore(config.db, { writer: 'worker' });
   } catch (err) {
     await signer.close();
     throw err;
   }
-  const urls = gatewayUrls(config, pki);
-  const upstreamClient = config.upstream
-    ? createUpstreamClient({
-        api: config.upstream.api,
-        token: readUpstreamToken(config.upstream.tokenFile),
-        group: config.upstream.group,
-        timeoutMs: 10_000,
-      })
-    : undefined;
+  const upstreamClient =
+    config.upstream && upstreamToken
+      ? createUpstreamClient({ api: config.upstream.api, token: upstreamToken, group: config.upstream.group, timeoutMs: 10_000 })
+      : undefined;
   const clock = (): Date => new Date();
   const worker =
     upstreamClient && config.upstream && config.upstream.mode === 'outbox'

@@ -219,6 +219,39 @@ describe('sync mode (the reference behaviour)', () => {
   });
 });
 
+describe('upstream configuration errors', () => {
+  it.each([
+    [
+      'missing token file',
+      ['--upstream-token-file', '/nonexistent/token'],
+      /^kilnctl: cannot read the upstream token file \/nonexistent\/token: ENOENT$/,
+    ],
+    ['no token file at all', [], /^kilnctl: --upstream-api needs --upstream-token-file/],
+    [
+      'bad mode',
+      ['--upstream-token-file', '/dev/null', '--upstream-mode', 'later'],
+      /^kilnctl: --upstream-mode later: expected sync or outbox$/,
+    ],
+  ])('fail/%s: exit 78 at start-up, one line', (_n, extra, message) => {
+    const work = tempDir();
+    kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']);
+    const r = kilnctl([
+      'serve',
+      '--pki-dir',
+      join(work, 'pki'),
+      '--db',
+      `sqlite:${join(work, 'k.db')}`,
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream-api',
+      'http://127.0.0.1:1/ota/devices/',
+      ...extra,
+    ]);
+    expect(r.code).toBe(78);
+    expect(r.stderr.trim()).toMatch(message);
+  });
+});
+
 describe('deny-list sync', () => {
   it('pulls every page of the upstream deny-list; delete-denied --upstream deletes it there too', async () => {
     const up = await startStandIn();
