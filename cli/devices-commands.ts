@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseUrlSetting, SETTINGS } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
 import { createUpstreamClient, type UpstreamClient } from '../server/upstream.js';
-import { withStore as withDb } from './upstream-commands.js';
+import { withStore as withDb } from './shared/db.js';
 import type { Store } from '../server/db/store.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';

@@ -2,19 +2,10 @@
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
 import { DEFAULTS, SETTINGS } from '../server/config.js';
-import { openStore, parseDbUrl } from '../server/db/open.js';
-import type { OutboxEntry, Store } from '../server/db/store.js';
+import type { OutboxEntry } from '../server/db/store.js';
+import { withStore } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
-
-export async function withStore<T>(db: string | undefined, env: NodeJS.ProcessEnv, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = openStore(parseDbUrl(db ?? env[SETTINGS.db.env] ?? DEFAULTS.db));
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 const rowOf = ({ body: _body, ...e }: OutboxEntry) => e;
 
