@@ -112,9 +112,10 @@ export function createSignService(deps: SignServiceDeps): SignService {
           : undefined,
       };
       await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
-      if (deps.upstream?.mode === 'sync')
-        await deps.upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! });
-      else deps.upstream?.queued();
+      const upstream = deps.upstream;
+      if (upstream?.mode === 'sync')
+        await registry(() => upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! }));
+      else upstream?.queued();
 
       return {
         'root.crt': deps.rootPem,
