@@ -2,10 +2,9 @@
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
 import { KilnError } from '../pki/errors.js';
-import { readFileSync } from 'node:fs';
 import { DEFAULTS, parseUrlSetting, SETTINGS } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
-import { createUpstreamClient, type UpstreamClient } from '../server/upstream.js';
+import { createUpstreamClient, readUpstreamToken, type UpstreamClient } from '../server/upstream.js';
 import { withStore as withDb } from './shared/db.js';
 import type { Store } from '../server/db/store.js';
 import { printResult, table } from './shared/output.js';
@@ -140,12 +139,7 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     const api = o.upstreamApi ?? env[SETTINGS.upstreamApi.env];
     const tokenFile = o.upstreamTokenFile ?? env[SETTINGS.upstreamTokenFile.env];
     if (!api || !tokenFile) throw usage('needs --upstream-api and --upstream-token-file');
-    let token: string;
-    try {
-      token = readFileSync(tokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new KilnError('config', `cannot read the upstream token file ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
+    const token = readUpstreamToken(tokenFile);
     const factory = o.factory ?? readFactoryCerts(o.pkiDir ?? env[SETTINGS.pkiDir.env] ?? DEFAULTS.pkiDir).factory;
     return { client: createUpstreamClient({ api: parseUrlSetting('--upstream-api', api), token, timeoutMs: 30_000 }), factory };
   };

@@ -40,6 +40,12 @@ export class KilnError extends Error {
   }
 }
 
+/** A file the configuration names could not be read: `cannot read <what> <path>: ENOENT`. */
+export function unreadable(what: string, path: string, err: unknown): KilnError {
+  const code = (err as { code?: string } | undefined)?.code ?? 'error';
+  return new KilnError('config', `cannot read ${what ? `${what} ` : ''}${path}: ${code}`, { cause: err });
+}
+
 /** Wraps anything thrown into a KilnError; unknown errors become `internal`. */
 export function toKilnError(err: unknown): KilnError {
   if (err instanceof KilnError) return err;

@@ -2,7 +2,7 @@
 // Precedence: flags > environment (KILN_*) > config file (JSON) > defaults.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KilnError } from '../pki/errors.js';
+import { KilnError, unreadable } from '../pki/errors.js';
 import { parseDbUrl, type DbLocation } from './db/open.js';
 
 export interface ServeConfig {
@@ -78,7 +78,7 @@ function readConfigFile(path: string): Record<string, Raw> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    return fail(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw unreadable('config file', path, err);
   }
   try {
     const v: unknown = JSON.parse(text);

@@ -4,7 +4,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import { randomBytes, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { KilnError } from '../pki/errors.js';
+import { KilnError, unreadable } from '../pki/errors.js';
 import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
@@ -17,7 +17,7 @@ import type { Logger } from './logger.js';
 import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createSignService } from './sign-service.js';
-import { createUpstreamClient } from './upstream.js';
+import { createUpstreamClient, readUpstreamToken } from './upstream.js';
 
 export interface RunningServer {
   url: string;
@@ -41,22 +41,9 @@ async function loadCaSigner(config: ServeConfig): Promise<Signer> {
   try {
     pem = readFileSync(config.caKey, 'utf8');
   } catch (err) {
-    throw new KilnError('config', `cannot read CA key ${config.caKey}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+    throw unreadable('CA key', config.caKey, err);
   }
   return createPemSigner(pem);
-}
-
-function readUpstreamToken(path: string): string {
-  let token: string;
-  try {
-    token = readFileSync(path, 'utf8').trim();
-  } catch (err) {
-    throw new KilnError('config', `cannot read the upstream token file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: err,
-    });
-  }
-  if (!token) throw new KilnError('config', `the upstream token file ${path} is empty`);
-  return token;
 }
 
 /** Signs and verifies a probe so a broken key fails at start-up, not on the first device. */

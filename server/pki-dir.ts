@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { createCa, type Ca } from '../pki/ca.js';
 import { certificatePem, parseCertificate, pemCertificates, type ParsedCertificate } from '../pki/certificate.js';
-import { KilnError } from '../pki/errors.js';
+import { KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES, type PkiFile } from '../pki/factory-pki.js';
 import { nameValue } from '../pki/name.js';
 import { OID } from '../pki/oids.js';
@@ -40,7 +40,7 @@ function readFile(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new KilnError('config', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+    throw unreadable('', path, err);
   }
 }
 

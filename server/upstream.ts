@@ -1,6 +1,7 @@
 // The upstream device API (contract §6): create devices, read and delete the deny-list.
+import { readFileSync } from 'node:fs';
 import { request } from 'undici';
-import { KilnError } from '../pki/errors.js';
+import { KilnError, unreadable } from '../pki/errors.js';
 
 export interface UpstreamSettings {
   /** PUT target, e.g. https://api.foundries.io/ota/devices/ */
@@ -32,6 +33,10 @@ export interface UpstreamClient {
   listDenied(factory: string): Promise<DeniedEntry[]>;
   deleteDenied(factory: string, uuid: string): Promise<void>;
 }
+
+const unreachable = (err: Error & { code?: string }): never => {
+  throw new KilnError('temporary', `cannot reach the upstream API: ${err.code ?? err.message}`, { cause: err });
+};
 
 const oneLine = (s: string): string => s.replace(/\s+/g, ' ').trim().slice(0, 300);
 
@@ -76,11 +81,7 @@ export function createUpstreamClient(s: UpstreamSettings): UpstreamClient {
       const out: DeniedEntry[] = [];
       const limit = 100;
       for (let page = 1; page <= 10_000; page++) {
-        const res = await call('GET', `${factoryUrl(factory, '')}?limit=${limit}&page=${page}`).catch((err: Error) => {
-          throw new KilnError('temporary', `cannot reach the upstream API: ${(err as { code?: string }).code ?? err.message}`, {
-            cause: err,
-          });
-        });
+        const res = await call('GET', `${factoryUrl(factory, '')}?limit=${limit}&page=${page}`).catch(unreachable);
         if (res.status !== 200) throw failed('deny-list', res.status, res.text);
         let data: unknown;
         try {
@@ -98,14 +99,22 @@ export function createUpstreamClient(s: UpstreamSettings): UpstreamClient {
       return out;
     },
     async deleteDenied(factory, uuid) {
-      const res = await call('DELETE', factoryUrl(factory, `${encodeURIComponent(uuid)}/`)).catch((err: Error) => {
-        throw new KilnError('temporary', `cannot reach the upstream API: ${(err as { code?: string }).code ?? err.message}`, {
-          cause: err,
-        });
-      });
+      const res = await call('DELETE', factoryUrl(factory, `${encodeURIComponent(uuid)}/`)).catch(unreachable);
       if (res.status >= 300 && res.status !== 404) throw failed(`delete of ${uuid}`, res.status, res.text);
     },
   };
+}
+
+/** The upstream token (scope devices:create), from its file; empty is an error. */
+export function readUpstreamToken(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw unreadable('the upstream token file', path, err);
+  }
+  if (!token) throw new KilnError('config', `the upstream token file ${path} is empty`);
+  return token;
 }
 
 /** Exponential back-off with ±50% jitter, capped. */

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../../pki/csr-builder.js';
 import { pem } from '../../pki/der.js';
-import { KilnError } from '../../pki/errors.js';
+import { KilnError, unreadable } from '../../pki/errors.js';
 import { parseCertificatePem } from '../../pki/certificate.js';
 import { createStaging, isPlainFileName, type DeviceFile } from './files.js';
 import { p11Section } from './hsm-config.js';
@@ -30,7 +30,7 @@ function readToken(path: string): string {
   try {
     return readFileSync(path, 'utf8').trim();
   } catch (err) {
-    throw new KilnError('config', `cannot read the API token file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw unreadable('the API token file', path, err);
   }
 }
 

@@ -1,5 +1,5 @@
 // RFC 7512 PKCS#11 URIs: `pkcs11:token=kiln;object=local-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin`
-import { KilnError } from '../errors.js';
+import { KilnError, unreadable } from '../errors.js';
 
 export interface Pkcs11Uri {
   token?: string;
@@ -78,7 +78,7 @@ export function pinOf(uri: Pkcs11Uri, readFile: (path: string) => string): strin
     try {
       return readFile(path).replace(/\r?\n$/, '');
     } catch (err) {
-      throw new KilnError('config', `cannot read the PIN file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      throw unreadable('the PIN file', path, err);
     }
   }
   return uri.pinValue;
