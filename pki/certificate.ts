@@ -19,6 +19,7 @@ import {
 } from './der.js';
 import { decodeName, type NameAttribute } from './name.js';
 import { OID } from './oids.js';
+import { serialHex } from './serial.js';
 import type { Signer } from './signer.js';
 
 export interface ParsedCertificate {
@@ -71,9 +72,7 @@ export function parseCertificate(input: Uint8Array): ParsedCertificate {
   }
   const cert: ParsedCertificate = {
     der,
-    serialHex: Buffer.from(serial.body)
-      .toString('hex')
-      .replace(/^(00)+(?=.)/, ''),
+    serialHex: serialHex(serial.body),
     issuerDer: Buffer.from(issuer.raw),
     subjectDer: Buffer.from(subject.raw),
     subject: decodeName(subject),

@@ -22,7 +22,7 @@ export interface AppDeps {
   clientAddress?: (c: Context) => string;
 }
 
-type Env = { Variables: { requestId: string; trace: SignTrace } };
+type Env = { Variables: { requestId: string; client: string; trace: SignTrace } };
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
@@ -32,7 +32,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const started = performance.now();
     const requestId = randomUUID();
     const trace: SignTrace = {};
+    const client = clientAddress(c);
     c.set('requestId', requestId);
+    c.set('client', client);
     c.set('trace', trace);
     await next();
     c.header('X-Request-Id', requestId);
@@ -42,7 +44,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       path: c.req.path,
       status: c.res.status,
       latency_ms: Math.round((performance.now() - started) * 100) / 100,
-      client: clientAddress(c),
+      client,
       uuid: trace.uuid,
       serial: trace.serial,
       reason: trace.reason,
@@ -72,7 +74,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         throw new KilnError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)');
       }
       const body = await c.req.text();
-      const files = await deps.signService.sign(body, { requestId: c.get('requestId'), clientAddress: clientAddress(c) }, c.get('trace'));
+      const files = await deps.signService.sign(body, { requestId: c.get('requestId'), clientAddress: c.get('client') }, c.get('trace'));
       return c.json(files, 201);
     },
   );
