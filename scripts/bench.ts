@@ -45,6 +45,9 @@ interface Level {
   p99Ms: number;
   errors: number;
   peakRssMb: number;
+  /** CPU time (user + system, all threads) per request: the server's and this load generator's. */
+  serverCpuMs: number;
+  clientCpuMs: number;
 }
 
 function lmpBody(csr: string, uuid: string): string {
@@ -81,12 +84,22 @@ function rssPeakMb(pid: number): number {
   return Math.round(kb / 102.4) / 10;
 }
 
+/** utime + stime of a process, all threads, in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
+
 async function drive(url: string, bodies: string[], concurrency: number, pid: number, samples: string[]): Promise<Level> {
   const pool = new Pool(url, { connections: concurrency, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
   const started = performance.now();
+  const serverCpu0 = cpuMs(pid);
+  const clientCpu0 = process.cpuUsage();
   const worker = async (): Promise<void> => {
     while (next < bodies.length) {
       const body = bodies[next++];
@@ -109,6 +122,8 @@ async function drive(url: string, bodies: string[], concurrency: number, pid: nu
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - started) / 1000;
+  const serverCpu = cpuMs(pid) - serverCpu0;
+  const clientCpu = process.cpuUsage(clientCpu0);
   await pool.close();
   latencies.sort((a, b) => a - b);
   return {
@@ -119,6 +134,8 @@ async function drive(url: string, bodies: string[], concurrency: number, pid: nu
     p99Ms: Math.round(pct(latencies, 99) * 100) / 100,
     errors,
     peakRssMb: rssPeakMb(pid),
+    serverCpuMs: Math.round((serverCpu / bodies.length) * 1000) / 1000,
+    clientCpuMs: Math.round(((clientCpu.user + clientCpu.system) / 1000 / bodies.length) * 1000) / 1000,
   };
 }
 
@@ -127,6 +144,8 @@ async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv):
   const child = spawn(
     process.execPath,
     [
+      // e.g. KILN_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
+      ...(process.env.KILN_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       KILNCTL,
       'serve',
       '--pki-dir',
@@ -276,10 +295,10 @@ async function main(): Promise<void> {
     `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}`,
     '',
   ];
-  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  errors  server peak RSS MB');
+  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  errors  server peak RSS MB  CPU ms/req server  load gen');
   for (const l of levels) {
     out.push(
-      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}`,
+      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${l.serverCpuMs.toFixed(3).padStart(17)}  ${l.clientCpuMs.toFixed(3).padStart(8)}`,
     );
   }
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);

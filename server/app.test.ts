@@ -263,6 +263,21 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
     expect(await registered(t, uuid)).toBe(0);
   });
 
+  it('fail/chunked body over 64 KiB (no Content-Length): 413, nothing recorded', async () => {
+    const { uuid, csrPem } = await deviceCsr({ uuid: randomUUID() });
+    const big = Buffer.from(lmpBody({ csr: csrPem, uuid, name: 'x'.repeat(70 * 1024) }));
+    const body = new ReadableStream({
+      start(ctl) {
+        for (let i = 0; i < big.length; i += 8192) ctl.enqueue(big.subarray(i, i + 8192));
+        ctl.close();
+      },
+    });
+    const res = await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(await res.text()).toBe('request body is larger than 65536 bytes\n');
+    expect(await registered(t, uuid)).toBe(0);
+  });
+
   it('fail/reject-reregistration: a known UUID gets 409 and keeps its one certificate', async () => {
     const r = await makeTestApp({ rejectReregistration: true });
     const { uuid, csrPem } = await deviceCsr();

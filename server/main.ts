@@ -1,15 +1,14 @@
 // Composition root: turns a ServeConfig into a running server.
-import { serve, type ServerType } from '@hono/node-server';
-import { getConnInfo } from '@hono/node-server/conninfo';
 import { randomBytes, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
 import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
-import { createApp } from './app.js';
+import { createRequestListener } from './app.js';
 import type { ServeConfig } from './config.js';
 import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
@@ -114,16 +113,15 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
           }
         : undefined,
   });
-  const app = createApp({
+  const listener = createRequestListener({
     signService,
     store,
     signer,
     logger,
     upstreamState: config.upstream ? () => ({ mode: config.upstream!.mode, ...(worker?.state() ?? { state: 'running' }) }) : undefined,
-    clientAddress: (c) => getConnInfo(c).remote.address ?? 'unknown',
   });
 
-  const server = await listen(app.fetch, config.listen).catch(async (err: unknown) => {
+  const server = await listen(listener, config.listen).catch(async (err: unknown) => {
     await store.close();
     await signer.close();
     throw err;
@@ -151,9 +149,10 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   };
 }
 
-function listen(fetch: (req: Request) => Response | Promise<Response>, at: { host: string; port: number }): Promise<ServerType> {
+function listen(listener: RequestListener, at: { host: string; port: number }): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname: at.host, port: at.port }, () => resolve(server));
+    const server = createServer(listener);
+    server.listen(at.port, at.host, () => resolve(server));
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new KilnError('unavailable', `cannot listen on ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err })),
     );

@@ -1,10 +1,14 @@
-// An in-process app over a real PKI and a real (in-memory or file) SQLite registry.
+// The server's request listener on a real 127.0.0.1 socket (and the hono app for
+// in-process calls to the other routes), over a real PKI and a real (in-memory
+// or file) SQLite registry.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_KEY_POLICY } from '../../pki/policy.js';
 import { createPemSigner } from '../../pki/signer.js';
-import { createApp } from '../../server/app.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp, createRequestListener } from '../../server/app.js';
 import { openSqliteStore } from '../../server/db/sqlite/store.js';
 import type { Store } from '../../server/db/store.js';
 import { createJsonLogger } from '../../server/logger.js';
@@ -13,6 +17,9 @@ import { createSignService, type SignSettings } from '../../server/sign-service.
 import { makePkiDir } from './pki.js';
 
 export interface TestApp {
+  /** POST /sign over HTTP */
+  /** the POST /sign URL on 127.0.0.1 */
+  url: string;
   request: (body: string, init?: { contentType?: string | null }) => Promise<Response>;
   app: ReturnType<typeof createApp>;
   store: Store;
@@ -45,16 +52,22 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     clock: () => new Date(),
     random: randomBytes,
   });
-  const app = createApp({ signService, store, signer, logger, clientAddress: () => '192.0.2.10' });
+  const deps = { signService, store, signer, logger, clientAddress: () => '192.0.2.10' };
+  const app = createApp(deps);
+  const server = createServer(createRequestListener(deps));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.unref();
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/sign`;
   return {
     app,
     store,
     pki,
     pkiDir,
+    url,
     request: async (body, init = {}) => {
       const headers: Record<string, string> = { 'OSF-TOKEN': 'na' };
       if (init.contentType !== null) headers['Content-Type'] = init.contentType ?? 'application/json';
-      return app.request('/sign', { method: 'POST', headers, body });
+      return fetch(url, { method: 'POST', headers, body });
     },
     rawLogs: () => logs,
     logLines: () =>

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRecorder, type RecordItem } from './recorder.js';
 
-export type WriterRequest = { id: number; item: RecordItem } | { close: true };
+export type WriterRequest = { batch: { id: number; item: RecordItem }[] } | { close: true };
 export type WriterReply = { ids: number[]; errors: ({ code: string; message: string } | null)[] } | { failed: number[]; message: string };
 
 const sqlite = new Database((workerData as { path: string }).path);
@@ -35,5 +35,6 @@ parentPort!.on('message', (m: WriterRequest) => {
     parentPort!.close();
     return;
   }
-  if (queue.push(m) === 1) setImmediate(flush);
+  if (queue.length === 0) setImmediate(flush);
+  for (const r of m.batch) queue.push(r);
 });

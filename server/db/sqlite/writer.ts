@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { KilnError, type ErrorCode } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
-import type { Writer } from './recorder.js';
+import type { RecordItem, Writer } from './recorder.js';
 import type { WriterReply, WriterRequest } from './writer-worker.js';
 
 export const WRITER_SCRIPT = (): string => join(packageRoot(), 'dist/sqlite-writer.js');
@@ -15,6 +15,13 @@ export function startWriterWorker(path: string): Writer {
   const worker = new Worker(script, { workerData: { path } });
   const pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   let next = 0;
+  // records from one event-loop turn travel in one message
+  let outgoing: { id: number; item: RecordItem }[] = [];
+  const send = (): void => {
+    const batch = outgoing;
+    outgoing = [];
+    worker.postMessage({ batch } satisfies WriterRequest);
+  };
   let dead: KilnError | undefined;
   const failAll = (err: KilnError): void => {
     for (const p of pending.values()) p.reject(err);
@@ -45,9 +52,10 @@ export function startWriterWorker(path: string): Writer {
         if (dead) return reject(dead);
         const id = next++;
         pending.set(id, { resolve, reject });
-        worker.postMessage({ id, item: { cert, opts } } satisfies WriterRequest);
+        if (outgoing.push({ id, item: { cert, opts } }) === 1) setImmediate(send);
       }),
     async close() {
+      if (outgoing.length) send();
       worker.postMessage({ close: true } satisfies WriterRequest);
       await exited;
       failAll(new KilnError('unavailable', 'registry closed'));
