@@ -15,8 +15,11 @@ export interface ParsedCsr {
   subjectDer: Buffer;
   subject: NameAttribute[];
   spkiDer: Buffer;
-  publicKey: KeyObject;
+  /** The key as a KeyObject, imported on first call (costly on OpenSSL 3.0). */
+  publicKey: () => KeyObject;
   keyInfo: PublicKeyInfo;
+  /** EC keys on a known curve: the uncompressed point, for an EcVerifier. */
+  ecPoint?: Buffer;
   signatureAlgorithm: string;
   signature: Buffer;
   /** Extensions requested through the PKCS#9 extensionRequest attribute. */
@@ -58,10 +61,9 @@ function parseCsrDer(der: Buffer): ParsedCsr {
   const sigBits = expectTag(sig, TAG.BIT_STRING, 'signature');
   if (sigBits.body[0] !== 0) throw new DerError('signature has unused bits');
 
-  let publicKey: KeyObject;
-  let keyInfo: PublicKeyInfo;
+  let key: ReturnType<typeof readSpki>;
   try {
-    ({ key: publicKey, info: keyInfo } = readSpki(spki.raw));
+    key = readSpki(spki.raw);
   } catch (err) {
     throw new KilnError('bad_csr', 'csr public key is not readable', { cause: err });
   }
@@ -72,8 +74,9 @@ function parseCsrDer(der: Buffer): ParsedCsr {
     subjectDer: Buffer.from(subject.raw),
     subject: decodeName(subject),
     spkiDer: Buffer.from(spki.raw),
-    publicKey,
-    keyInfo,
+    publicKey: key.key,
+    keyInfo: key.info,
+    ecPoint: key.ecPoint,
     signatureAlgorithm: sigOid,
     signature: Buffer.from(sigBits.body.subarray(1)),
     requestedExtensions: attrs ? readExtensionRequest(attrs.body) : new Map(),
@@ -94,16 +97,44 @@ function readExtensionRequest(attrsBody: Uint8Array): Map<string, { critical: bo
   return out;
 }
 
-/** Checks the CSR's self-signature (proof of possession), off the main thread. */
-export async function verifyCsrSignature(csr: ParsedCsr): Promise<void> {
-  const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
-  if (!hash) throw new KilnError('bad_csr', `csr signature algorithm ${csr.signatureAlgorithm} is not supported`);
-  const ok = await new Promise<boolean>((resolve) => {
+/**
+ * Verifies an ECDSA signature from the bare public point (the server injects
+ * OpenSSL's EC primitives through a native addon, server/native-ec-verify.ts).
+ * Resolves false for a wrong signature; rejects when the point is not on the curve.
+ */
+export type EcVerifier = (curve: string, point: Uint8Array, hash: string, data: Uint8Array, signatureDer: Uint8Array) => Promise<boolean>;
+
+const ECDSA = new Set<string>([OID.ecdsaSha256, OID.ecdsaSha384, OID.ecdsaSha512]);
+
+/** node:crypto's verification, off the main thread: every key type. */
+function verifyWithNode(csr: ParsedCsr, hash: string): Promise<boolean> {
+  let key: KeyObject;
+  try {
+    key = csr.publicKey();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return new Promise<boolean>((resolve) => {
     try {
-      cryptoVerify(hash, csr.infoDer, { key: csr.publicKey, dsaEncoding: 'der' }, csr.signature, (err, valid) => resolve(!err && valid));
+      cryptoVerify(hash, csr.infoDer, { key, dsaEncoding: 'der' }, csr.signature, (err, valid) => resolve(!err && valid));
     } catch {
       resolve(false);
     }
   });
+}
+
+/** Checks the CSR's self-signature (proof of possession), off the main thread. */
+export async function verifyCsrSignature(csr: ParsedCsr, ecVerifier?: EcVerifier): Promise<void> {
+  const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
+  if (!hash) throw new KilnError('bad_csr', `csr signature algorithm ${csr.signatureAlgorithm} is not supported`);
+  let ok: boolean;
+  try {
+    ok =
+      ecVerifier && csr.ecPoint && csr.keyInfo.curve && ECDSA.has(csr.signatureAlgorithm)
+        ? await ecVerifier(csr.keyInfo.curve, csr.ecPoint, hash, csr.infoDer, csr.signature)
+        : await verifyWithNode(csr, hash);
+  } catch (err) {
+    throw new KilnError('bad_csr', 'csr public key is not readable', { cause: err });
+  }
   if (!ok) throw new KilnError('bad_csr', 'csr signature does not verify');
 }

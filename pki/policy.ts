@@ -1,5 +1,5 @@
 // The device-certificate policy: what a CSR must look like to be signed.
-import { verifyCsrSignature, type ParsedCsr } from './csr.js';
+import { verifyCsrSignature, type EcVerifier, type ParsedCsr } from './csr.js';
 import { KilnError } from './errors.js';
 import { nameValue } from './name.js';
 import { OID } from './oids.js';
@@ -26,8 +26,8 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 export const isCanonicalUuid = (s: string): boolean => UUID_RE.test(s);
 
 /** Validates a parsed CSR against the policy; returns the device identity it names. */
-export async function checkDeviceCsr(csr: ParsedCsr, policy: DevicePolicy): Promise<DeviceIdentity> {
-  await verifyCsrSignature(csr);
+export async function checkDeviceCsr(csr: ParsedCsr, policy: DevicePolicy, ecVerifier?: EcVerifier): Promise<DeviceIdentity> {
+  await verifyCsrSignature(csr, ecVerifier);
   const cn = nameValue(csr.subject, OID.commonName);
   const ou = nameValue(csr.subject, OID.organizationalUnit);
   if (cn === undefined) throw new KilnError('policy', 'csr subject has no CN (the device UUID)');

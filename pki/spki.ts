@@ -1,6 +1,8 @@
-// SubjectPublicKeyInfo → a Node KeyObject and a description of the key.
-// Built through JWK from our own parse: on Node 20 (OpenSSL 3.0) importing an
-// SPKI DER costs ~265 µs, a JWK ~130 µs, and this runs on every registration.
+// SubjectPublicKeyInfo → a description of the key, its EC point, and a Node
+// KeyObject. EC keys on the curves below are imported only when asked (and then
+// through JWK from our own parse): on Node 20 (OpenSSL 3.0) importing an SPKI DER
+// costs ~265 µs, a JWK ~130 µs, and a registration's key is usually verified
+// from its point alone (an injected EcVerifier, see csr.ts).
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { children, decodeOid, decodeOne, expectTag, TAG } from './der.js';
 import { OID } from './oids.js';
@@ -29,7 +31,15 @@ function unsignedBytes(intBody: Uint8Array): Uint8Array {
   return intBody.subarray(i);
 }
 
-export function readSpki(spkiDer: Uint8Array): { key: KeyObject; info: PublicKeyInfo } {
+export interface ReadKey {
+  info: PublicKeyInfo;
+  /** EC on a curve of CURVES: the uncompressed point (04 || X || Y), not yet checked to be on the curve. */
+  ecPoint?: Buffer;
+  /** The key as a KeyObject; throws when OpenSSL refuses it. */
+  key: () => KeyObject;
+}
+
+export function readSpki(spkiDer: Uint8Array): ReadKey {
   const [alg, bits] = children(expectTag(decodeOne(spkiDer), TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
   const [algOid, params] = children(expectTag(alg, TAG.SEQUENCE, 'AlgorithmIdentifier'));
   const keyBits = expectTag(bits, TAG.BIT_STRING, 'subjectPublicKey').body.subarray(1);
@@ -42,23 +52,24 @@ export function readSpki(spkiDer: Uint8Array): { key: KeyObject; info: PublicKey
     if (curve && keyBits.length === 1 + 2 * curve.size && keyBits[0] === 0x04) {
       const x = keyBits.subarray(1, 1 + curve.size);
       const y = keyBits.subarray(1 + curve.size);
+      let key: KeyObject | undefined;
       return {
-        key: createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x: b64u(x), y: b64u(y) }, format: 'jwk' }),
+        key: () => (key ??= createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x: b64u(x), y: b64u(y) }, format: 'jwk' })),
+        ecPoint: Buffer.from(keyBits),
         info: { type: 'ec', curve: curve.name },
       };
     }
     const key = fallback();
-    return { key, info: { type: 'ec', curve: curve?.name ?? CURVE_NAMES[curveOid] ?? key.asymmetricKeyDetails?.namedCurve ?? curveOid } };
+    return { key: () => key, info: { type: 'ec', curve: curve?.name ?? CURVE_NAMES[curveOid] ?? key.asymmetricKeyDetails?.namedCurve ?? curveOid } };
   }
   if (algorithm === OID.rsaEncryption) {
     const [n, e] = children(expectTag(decodeOne(keyBits), TAG.SEQUENCE, 'RSAPublicKey'));
     const modulus = unsignedBytes(expectTag(n, TAG.INTEGER, 'modulus').body);
     const exponent = unsignedBytes(expectTag(e, TAG.INTEGER, 'publicExponent').body);
     const bitLength = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]));
-    return {
-      key: createPublicKey({ key: { kty: 'RSA', n: b64u(modulus), e: b64u(exponent) }, format: 'jwk' }),
-      info: { type: 'rsa', bits: bitLength },
-    };
+    const key = createPublicKey({ key: { kty: 'RSA', n: b64u(modulus), e: b64u(exponent) }, format: 'jwk' });
+    return { key: () => key, info: { type: 'rsa', bits: bitLength } };
   }
-  return { key: fallback(), info: { type: 'other' } };
+  const key = fallback();
+  return { key: () => key, info: { type: 'other' } };
 }

@@ -20,6 +20,7 @@ import { checkDeviceCsr, DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial } from '../pki/serial.js';
 import { createPemSigner } from '../pki/signer.js';
+import { loadNativeEcVerifier } from '../server/native-ec-verify.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
 const KILNCTL = join(ROOT, 'bin/kilnctl');
@@ -204,11 +205,12 @@ async function inProcessRate(seconds: number): Promise<number> {
   const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), createPemSigner(get('local-ca.key')));
   const csrs = (await makeBodies(200)).map((b) => (JSON.parse(b) as { csr: string }).csr);
   const policy = { factory: FACTORY, ...DEFAULT_KEY_POLICY };
+  const { verifier } = loadNativeEcVerifier();
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
     const csr = parseCsrPem(csrs[n % csrs.length]);
-    await checkDeviceCsr(csr, policy);
+    await checkDeviceCsr(csr, policy, verifier);
     await signCertificate(
       deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 7300 }),
       ca.signer,
@@ -282,6 +284,7 @@ async function main(): Promise<void> {
   const result = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
     caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
+    csrVerify: loadNativeEcVerifier().backend,
     levels,
     inProcessCertificatesPerSecond: inProcess,
     deviceRegisterMedianMs: deviceMs,
@@ -292,7 +295,7 @@ async function main(): Promise<void> {
     return;
   }
   const out = [
-    `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}`,
+    `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}, CSR verification: ${result.csrVerify}`,
     '',
   ];
   out.push('concurrency  requests   reg/s   p50 ms   p99 ms  errors  server peak RSS MB  CPU ms/req server  load gen');

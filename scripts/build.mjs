@@ -1,6 +1,9 @@
 // Bundles the CLIs into dist/. kilnctl keeps its npm dependencies external;
-// device-register is one self-contained file (it runs on small boards).
+// device-register is one self-contained file (it runs on small boards). Builds
+// the server's native ECDSA verifier (native/) with npm's node-gyp into dist/.
 import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -20,8 +23,25 @@ await build({ ...common, entryPoints: ['server/db/sqlite/writer-worker.ts'], out
 await build({ ...common, entryPoints: ['cli/device-register.ts'], outfile: 'dist/device-register.js', minify: true, external: ['pkcs11js'] });
 await build({ ...common, entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js', packages: 'external' });
 
+// Node's own headers (they carry OpenSSL's) rather than a download: this
+// machine and CI have no internet but the registries.
+function nodeGypArgs() {
+  const gyp =
+    process.env.npm_config_node_gyp ??
+    join(dirname(realpathSync(execFileSync('sh', ['-c', 'command -v npm']).toString().trim())), '../node_modules/node-gyp/bin/node-gyp.js');
+  const prefix = dirname(dirname(process.execPath));
+  const nodedir = process.env.npm_config_nodedir ?? (existsSync(join(prefix, 'include/node/node_api.h')) ? prefix : undefined);
+  return [gyp, 'rebuild', '--release', '--loglevel=warn', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
+}
+const addon = join(root, 'native/build/Release/kiln_ec_verify.node');
+const sources = ['native/ec_verify.c', 'native/binding.gyp'].map((f) => statSync(join(root, f)).mtimeMs);
+if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(...sources)) {
+  execFileSync(process.execPath, nodeGypArgs(), { cwd: join(root, 'native'), stdio: ['ignore', 'ignore', 'inherit'] });
+}
+mkdirSync(join(root, 'dist'), { recursive: true });
+copyFileSync(addon, join(root, 'dist/kiln_ec_verify.node'));
+
 // The Yocto layers ship copies of the device-side files; keep them identical.
-const { copyFileSync } = await import('node:fs');
 const sync = [
   ['dist/device-register.js', 'recipes/recipes-kiln/kiln-device-register/files/device-register.js'],
   ['scripts/device-auto-register', 'recipes/recipes-kiln/kiln-device-auto-register/files/device-auto-register'],

@@ -13,6 +13,7 @@ import type { ServeConfig } from './config.js';
 import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
+import { loadNativeEcVerifier } from './native-ec-verify.js';
 import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createSignService } from './sign-service.js';
@@ -90,6 +91,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
         })
       : undefined;
 
+  const ecVerify = loadNativeEcVerifier();
   const signService = createSignService({
     ca: pki.local,
     rootPem: pki.rootPem,
@@ -103,6 +105,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     },
     clock,
     random: randomBytes,
+    ecVerifier: ecVerify.verifier,
     upstream:
       upstreamClient && config.upstream
         ? {
@@ -136,6 +139,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     ostree: urls.ostree,
     db: config.db.kind,
     key: signer.describe().backend,
+    csr_verify: ecVerify.backend,
   });
 
   return {

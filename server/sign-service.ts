@@ -2,7 +2,7 @@
 // sign → record durably → build the device's files.
 import type { Ca } from '../pki/ca.js';
 import { certificatePem, signCertificate } from '../pki/certificate.js';
-import { parseCsrPem } from '../pki/csr.js';
+import { parseCsrPem, type EcVerifier } from '../pki/csr.js';
 import { KilnError } from '../pki/errors.js';
 import { formatName } from '../pki/name.js';
 import { checkDeviceCsr, type DevicePolicy } from '../pki/policy.js';
@@ -39,6 +39,8 @@ export interface SignServiceDeps {
   settings: SignSettings;
   clock: () => Date;
   random: RandomSource;
+  /** Verifies EC CSR signatures from the bare point (native); node:crypto without it. */
+  ecVerifier?: EcVerifier;
 }
 
 export interface SignMeta {
@@ -78,7 +80,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
     async sign(body, meta, trace = {}) {
       const req = parseSignRequest(body);
       const csr = parseCsrPem(req.csr);
-      const id = await checkDeviceCsr(csr, policy);
+      const id = await checkDeviceCsr(csr, policy, deps.ecVerifier);
       trace.uuid = id.uuid;
       if (req.uuid !== undefined && req.uuid.toLowerCase() !== id.uuid) {
         throw new KilnError('bad_request', "field 'uuid' does not match the CSR's CN");

@@ -12,6 +12,7 @@ import { createApp, createRequestListener } from '../../server/app.js';
 import { openSqliteStore } from '../../server/db/sqlite/store.js';
 import type { Store } from '../../server/db/store.js';
 import { createJsonLogger } from '../../server/logger.js';
+import { loadNativeEcVerifier } from '../../server/native-ec-verify.js';
 import { loadFactoryPki, type FactoryPki } from '../../server/pki-dir.js';
 import { createSignService, type SignSettings } from '../../server/sign-service.js';
 import { makePkiDir } from './pki.js';
@@ -51,6 +52,7 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     },
     clock: () => new Date(),
     random: randomBytes,
+    ecVerifier: loadNativeEcVerifier().verifier,
   });
   const deps = { signService, store, signer, logger, clientAddress: () => '192.0.2.10' };
   const app = createApp(deps);

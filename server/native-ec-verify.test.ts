@@ -1,0 +1,90 @@
+// The native ECDSA verifier must agree with node:crypto on every input, valid or not.
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { parseCsr, verifyCsrSignature } from '../pki/csr.js';
+import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../pki/csr-builder.js';
+import { KilnError } from '../pki/errors.js';
+import { loadNativeEcVerifier } from './native-ec-verify.js';
+
+const loaded = loadNativeEcVerifier();
+const verify = loaded.verifier!;
+
+function point(key: KeyObject): Buffer {
+  const jwk = key.export({ format: 'jwk' });
+  return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
+}
+
+const CURVES = [
+  ['prime256v1', 'sha256'],
+  ['secp384r1', 'sha384'],
+  ['secp521r1', 'sha512'],
+] as const;
+
+describe('native EC verifier', () => {
+  it('is built and loads (npm run build puts it in dist/)', () => {
+    expect(loaded.backend).toBe('native');
+    expect(typeof verify).toBe('function');
+  });
+
+  it.each(CURVES)('%s/%s: true for good signatures, false for wrong data, key or signature bytes', async (curve, hash) => {
+    for (let i = 0; i < 40; i++) {
+      const a = generateKeyPairSync('ec', { namedCurve: curve });
+      const b = generateKeyPairSync('ec', { namedCurve: curve });
+      const data = randomBytes(1 + i * 7);
+      const sig = sign(hash, data, a.privateKey);
+      expect(await verify(curve, point(a.publicKey), hash, data, sig)).toBe(true);
+      const other = Buffer.from(data);
+      other[i % other.length] ^= 0x01;
+      expect(await verify(curve, point(a.publicKey), hash, other, sig)).toBe(false);
+      expect(await verify(curve, point(b.publicKey), hash, data, sig)).toBe(false);
+      const flipped = Buffer.from(sig);
+      flipped[flipped.length - 1 - (i % 8)] ^= 0x40;
+      expect(await verify(curve, point(a.publicKey), hash, data, flipped)).toBe(false);
+      expect(await verify(curve, point(a.publicKey), hash, data, Buffer.concat([sig, Buffer.from([0])]))).toBe(false);
+      expect(await verify(curve, point(a.publicKey), hash, data, sig.subarray(0, sig.length - 1))).toBe(false);
+    }
+  });
+
+  it('refuses points that are not on the curve, the point at infinity and wrong lengths', async () => {
+    const a = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const data = randomBytes(64);
+    const sig = sign('sha256', data, a.privateKey);
+    const off = point(a.publicKey);
+    off[64] ^= 0x01;
+    await expect(verify('prime256v1', off, 'sha256', data, sig)).rejects.toThrow(/not a point on the curve/);
+    await expect(verify('prime256v1', Buffer.from([0]), 'sha256', data, sig)).rejects.toThrow(/not a point on the curve/);
+    await expect(verify('prime256v1', point(a.publicKey).subarray(0, 64), 'sha256', data, sig)).rejects.toThrow(/not a point/);
+    await expect(verify('secp384r1', point(a.publicKey), 'sha384', data, sig)).rejects.toThrow(/not a point/);
+    await expect(verify('prime256v1', point(a.publicKey), 'md5', data, sig)).rejects.toThrow(/unsupported hash/);
+  });
+
+  it('a CSR verifies, and a CSR with one changed subject byte does not, the same with and without it', async () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const uuid = '3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41';
+    const der = await createCsr({ subject: deviceSubject(uuid, 'acme', false), key: key.privateKey, extensions: DEVICE_CSR_EXTENSIONS() });
+    const good = parseCsr(der);
+    expect(good.ecPoint?.equals(point(key.publicKey))).toBe(true);
+    await verifyCsrSignature(good, verify);
+    await verifyCsrSignature(good);
+
+    const bad = Buffer.from(der);
+    bad[bad.indexOf(Buffer.from(uuid)) + 3] ^= 0x01;
+    for (const v of [verify, undefined]) {
+      const err = await verifyCsrSignature(parseCsr(bad), v).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KilnError);
+      expect((err as KilnError).message).toBe('csr signature does not verify');
+    }
+  });
+
+  it('an off-curve CSR key is refused as unreadable, with and without it', async () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const der = await createCsr({ subject: deviceSubject('3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41', 'acme', false), key: key.privateKey, extensions: [] });
+    const p = point(key.publicKey);
+    const bad = Buffer.from(der);
+    bad[bad.indexOf(p) + 64] ^= 0x01;
+    for (const v of [verify, undefined]) {
+      const err = await verifyCsrSignature(parseCsr(bad), v).catch((e: unknown) => e);
+      expect((err as KilnError).message).toBe('csr public key is not readable');
+    }
+  });
+});
