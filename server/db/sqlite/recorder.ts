@@ -69,7 +69,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     }),
   );
 
-  return { recordBatch: (items) => batch(items) };
+  // IMMEDIATE: take the write lock up front, so a second writer process waits (busy_timeout) instead of failing on upgrade
+  return { recordBatch: (items) => batch.immediate(items) };
 }
 
 export interface Writer {

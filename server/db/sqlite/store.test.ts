@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,6 +75,23 @@ describe('SQLite store', () => {
     const again = fresh(path);
     expect(await again.listDevices({ limit: 100, offset: 0 })).toHaveLength(50);
     expect(await again.certificatesOf(denied)).toEqual([]);
+  });
+
+  it('ok/the writer thread waits for another process writing (kilnctl devices deny) instead of failing the batch', async () => {
+    const path = join(tempDir(), 'kiln.db');
+    const s = openSqliteStore(path, { writer: 'worker' });
+    open.push(s);
+    const other = new Database(path);
+    other.pragma('busy_timeout = 5000');
+    other.exec('BEGIN IMMEDIATE');
+    other.prepare('INSERT INTO denied_devices (uuid, name, reason, denied_at) VALUES (?, ?, ?, ?)').run(randomUUID(), 'n', 'cli', Date.now());
+    const uuid = randomUUID();
+    const recorded = s.recordIssuance(cert(uuid), {});
+    await new Promise((r) => setTimeout(r, 300));
+    other.exec('COMMIT');
+    other.close();
+    await expect(recorded).resolves.toBeUndefined();
+    expect(await s.certificatesOf(uuid)).toHaveLength(1);
   });
 
   it('fail/duplicate serial is a conflict', async () => {
