@@ -86,7 +86,7 @@ describe('SQLite store', () => {
     other.exec('BEGIN IMMEDIATE');
     other.prepare('INSERT INTO denied_devices (uuid, name, reason, denied_at) VALUES (?, ?, ?, ?)').run(randomUUID(), 'n', 'cli', Date.now());
     const uuid = randomUUID();
-    const recorded = s.recordIssuance(cert(uuid), {});
+    const recorded = s.recordIssuance(cert(uuid), { rejectReregistration: false });
     await new Promise((r) => setTimeout(r, 300));
     other.exec('COMMIT');
     other.close();
