@@ -5,7 +5,7 @@
 // wall time. Options: --requests N (20000), --levels 1,16,64, --hsm, --json.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,22 @@ interface Level {
   /** CPU time (user + system, all threads) per request: the server's and this load generator's. */
   serverCpuMs: number;
   clientCpuMs: number;
+  /** latency_ms from the server's own request log line: time inside the server */
+  serverP50Ms: number;
+  serverP99Ms: number;
+}
+
+/** The server's /sign latencies logged since the last call. */
+function serverLatencies(work: string, from: { offset: number }): number[] {
+  const text = readFileSync(join(work, 'server.log'), 'utf8');
+  const lines = text.slice(from.offset).split('\n');
+  from.offset = text.length - lines[lines.length - 1].length;
+  const out: number[] = [];
+  for (const line of lines.slice(0, -1)) {
+    const entry = JSON.parse(line) as { event?: string; path?: string; latency_ms?: number };
+    if (entry.event === 'request' && entry.path === '/sign' && entry.latency_ms !== undefined) out.push(entry.latency_ms);
+  }
+  return out.sort((a, b) => a - b);
 }
 
 function lmpBody(csr: string, uuid: string): string {
@@ -103,7 +119,14 @@ function cpuMs(pid: number): number {
 }
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
-async function drive(url: string, bodies: string[], concurrency: number, pid: number, samples: string[]): Promise<Level> {
+async function drive(
+  server: { url: string; pid: number; work: string; log: { offset: number } },
+  bodies: string[],
+  concurrency: number,
+  samples: string[],
+): Promise<Level> {
+  const { url, pid } = server;
+  serverLatencies(server.work, server.log);
   const pool = new Pool(url, { connections: concurrency, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 });
   const latencies: number[] = [];
   let errors = 0;
@@ -137,6 +160,7 @@ async function drive(url: string, bodies: string[], concurrency: number, pid: nu
   const clientCpu = process.cpuUsage(clientCpu0);
   await pool.close();
   latencies.sort((a, b) => a - b);
+  const inServer = serverLatencies(server.work, server.log);
   return {
     concurrency,
     requests: bodies.length,
@@ -147,10 +171,20 @@ async function drive(url: string, bodies: string[], concurrency: number, pid: nu
     peakRssMb: rssPeakMb(pid),
     serverCpuMs: Math.round((serverCpu / bodies.length) * 1000) / 1000,
     clientCpuMs: Math.round(((clientCpu.user + clientCpu.system) / 1000 / bodies.length) * 1000) / 1000,
+    serverP50Ms: pct(inServer, 50),
+    serverP99Ms: pct(inServer, 99),
   };
 }
 
-async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv): Promise<{ url: string; pid: number; stop: () => void }> {
+interface RunningBench {
+  url: string;
+  pid: number;
+  work: string;
+  log: { offset: number };
+  stop: () => void;
+}
+
+async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv): Promise<RunningBench> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(
     process.execPath,
@@ -170,14 +204,15 @@ async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv):
     ],
     {
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      // its JSON log, for the server-side latency of each level
+      stdio: ['ignore', openSync(join(work, 'server.log'), 'w'), 'inherit'],
     },
   );
   const url = `http://127.0.0.1:${port}`;
   process.once('exit', () => child.kill('SIGKILL'));
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+      if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, work, log: { offset: 0 }, stop: () => child.kill('SIGTERM') };
     } catch {
       /* starting */
     }
@@ -282,7 +317,7 @@ async function main(): Promise<void> {
     let offset = 0;
     for (const p of plan) {
       log(`bench: concurrency ${p.c}, ${p.n} requests`);
-      levels.push(await drive(server.url, bodies.slice(offset, offset + p.n), p.c, server.pid, samples));
+      levels.push(await drive(server, bodies.slice(offset, offset + p.n), p.c, samples));
       offset += p.n;
     }
     var deviceMs = deviceRegisterWallMs(server.url, work, 10);
@@ -308,10 +343,10 @@ async function main(): Promise<void> {
     `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}, CSR verification: ${result.csrVerify}`,
     '',
   ];
-  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  errors  server peak RSS MB  CPU ms/req server  load gen');
+  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req server  load gen');
   for (const l of levels) {
     out.push(
-      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${l.serverCpuMs.toFixed(3).padStart(17)}  ${l.clientCpuMs.toFixed(3).padStart(8)}`,
+      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${l.serverCpuMs.toFixed(3).padStart(17)}  ${l.clientCpuMs.toFixed(3).padStart(8)}`,
     );
   }
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);
