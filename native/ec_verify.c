@@ -6,7 +6,7 @@
 // up the first verification with it, mostly on the event loop. Here the point is
 // decoded with EC_POINT_oct2point (which checks it is on the curve; on the
 // prime-order NIST curves that is the whole public-key validation), the data is
-// hashed and ECDSA_do_verify runs in libuv's thread pool.
+// hashed and ECDSA_verify runs in libuv's thread pool.
 //
 // verify(curve, point, hash, data, signatureDer, callback(err, ok))
 //   curve: "prime256v1" | "secp384r1" | "secp521r1"; point: uncompressed (04||X||Y)
@@ -69,23 +69,19 @@ static void execute(napi_env env, void *arg) {
   const EC_GROUP *group = group_of(job->nid);
   EC_KEY *key = EC_KEY_new();
   EC_POINT *q = NULL;
-  ECDSA_SIG *sig = NULL;
   if (key == NULL || group == NULL || EC_KEY_set_group(key, group) != 1) goto done;
   q = EC_POINT_new(group);
   /* on-curve check happens here; infinity is refused below */
   if (q == NULL || EC_POINT_oct2point(group, q, job->point, job->point_len, NULL) != 1) goto done;
   if (EC_POINT_is_at_infinity(group, q) || EC_KEY_set_public_key(key, q) != 1) goto done;
   job->result = 0;
-  const unsigned char *p = job->sig;
-  sig = d2i_ECDSA_SIG(NULL, &p, (long)job->sig_len);
-  /* the signature must be exactly one DER ECDSA-Sig-Value */
-  if (sig == NULL || p != job->sig + job->sig_len) goto done;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
   if (EVP_Digest(job->data, job->data_len, digest, &digest_len, job->md, NULL) != 1) goto done;
-  job->result = ECDSA_do_verify(digest, (int)digest_len, sig, key) == 1 ? 1 : 0;
+  /* ECDSA_verify, as node:crypto's path: the signature must be exactly one
+     ECDSA-Sig-Value in canonical DER (it re-encodes and compares) */
+  job->result = ECDSA_verify(0, digest, (int)digest_len, job->sig, (int)job->sig_len, key) == 1 ? 1 : 0;
 done:
-  ECDSA_SIG_free(sig);
   EC_POINT_free(q);
   EC_KEY_free(key);
 }

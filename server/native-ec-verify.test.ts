@@ -1,5 +1,5 @@
 // The native ECDSA verifier must agree with node:crypto on every input, valid or not.
-import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseCsr, verifyCsrSignature } from '../pki/csr.js';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../pki/csr-builder.js';
@@ -13,6 +13,14 @@ function point(key: KeyObject): Buffer {
   const jwk = key.export({ format: 'jwk' });
   return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]);
 }
+
+const verifyNode = (key: KeyObject, data: Buffer, sig: Buffer): boolean => {
+  try {
+    return nodeVerify('sha256', data, key, sig);
+  } catch {
+    return false;
+  }
+};
 
 const CURVES = [
   ['prime256v1', 'sha256'],
@@ -42,6 +50,24 @@ describe('native EC verifier', () => {
       expect(await verify(curve, point(a.publicKey), hash, data, flipped)).toBe(false);
       expect(await verify(curve, point(a.publicKey), hash, data, Buffer.concat([sig, Buffer.from([0])]))).toBe(false);
       expect(await verify(curve, point(a.publicKey), hash, data, sig.subarray(0, sig.length - 1))).toBe(false);
+    }
+  });
+
+  it('refuses non-canonical DER signatures, as node:crypto does', async () => {
+    const a = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const data = randomBytes(100);
+    const sig = sign('sha256', data, a.privateKey);
+    expect(sig[1]).toBeLessThan(0x80);
+    // the same ECDSA-Sig-Value with its SEQUENCE length in long form (BER, not DER)
+    const longForm = Buffer.concat([Buffer.from([0x30, 0x81, sig[1]]), sig.subarray(2)]);
+    // r with a superfluous leading zero byte
+    const rLen = sig[3];
+    const r = sig.subarray(4, 4 + rLen);
+    const rest = sig.subarray(4 + rLen);
+    const padded = Buffer.concat([Buffer.from([0x30, sig[1] + 1, 0x02, rLen + 1, 0x00]), r, rest]);
+    for (const bad of [longForm, padded]) {
+      expect(verifyNode(a.publicKey, data, bad)).toBe(false);
+      expect(await verify('prime256v1', point(a.publicKey), 'sha256', data, bad)).toBe(false);
     }
   });
 
