@@ -29,9 +29,10 @@ const CURVES = [
 ] as const;
 
 describe('native EC verifier', () => {
-  it('is built and loads (npm run build puts it in dist/)', () => {
+  it('is built and loads (npm run build puts it in dist/); a missing addon means node:crypto', () => {
     expect(loaded.backend).toBe('native');
     expect(typeof verify).toBe('function');
+    expect(loadNativeEcVerifier('/nonexistent/kiln_ec_verify.node')).toEqual({ backend: 'node:crypto' });
   });
 
   it.each(CURVES)('%s/%s: true for good signatures, false for wrong data, key or signature bytes', async (curve, hash) => {
