@@ -73,6 +73,7 @@ export function expectTag(tlv: Tlv | undefined, tag: number, what: string): Tlv 
 
 // ---- writing -------------------------------------------------------------
 
+/** The DER length octets of `len`. */
 function lengthBytes(len: number): number[] {
   if (len < 0x80) return [len];
   const bytes: number[] = [];
@@ -80,9 +81,20 @@ function lengthBytes(len: number): number[] {
   return [0x80 | bytes.length, ...bytes];
 }
 
+/** One element: tag, length, and the parts as its body, in a single allocation (the issuance hot path). */
 export function tlv(tag: number, ...parts: Uint8Array[]): Buffer {
-  const body = Buffer.concat(parts);
-  return Buffer.concat([Buffer.from([tag, ...lengthBytes(body.length)]), body]);
+  let bodyLength = 0;
+  for (const p of parts) bodyLength += p.length;
+  const header = lengthBytes(bodyLength);
+  const out = Buffer.allocUnsafe(1 + header.length + bodyLength);
+  out[0] = tag;
+  for (let i = 0; i < header.length; i++) out[1 + i] = header[i];
+  let off = 1 + header.length;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 export const seq = (...parts: Uint8Array[]): Buffer => tlv(TAG.SEQUENCE, ...parts);
@@ -117,7 +129,19 @@ export function uint(n: number | bigint): Buffer {
   return uintFromBytes(Uint8Array.from(bytes));
 }
 
+const encodedOids = new Map<string, Buffer>();
+
+/** An OBJECT IDENTIFIER element; our own OIDs are a small set, so each is encoded once. Do not modify the result. */
 export function oid(dotted: string): Buffer {
+  let out = encodedOids.get(dotted);
+  if (!out) {
+    out = encodeOid(dotted);
+    if (encodedOids.size < 1024) encodedOids.set(dotted, out);
+  }
+  return out;
+}
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map((a) => BigInt(a));
   if (arcs.length < 2) throw new DerError(`bad OID ${dotted}`);
   const out: number[] = [];
@@ -132,6 +156,24 @@ export function oid(dotted: string): Buffer {
 }
 
 export function decodeOid(body: Uint8Array): string {
+  // arcs that fit in 2^49 (every OID in practice) stay plain numbers
+  const arcs: number[] = [];
+  let v = 0;
+  for (const b of body) {
+    if (v >= 2 ** 42) return decodeOidBig(body);
+    v = v * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      arcs.push(v);
+      v = 0;
+    }
+  }
+  if (arcs.length === 0) throw new DerError('empty OID');
+  const first = arcs[0] < 80 ? Math.floor(arcs[0] / 40) : 2;
+  arcs[0] -= first * 40;
+  return first + '.' + arcs.join('.');
+}
+
+function decodeOidBig(body: Uint8Array): string {
   const arcs: bigint[] = [];
   let v = 0n;
   for (const b of body) {
@@ -148,11 +190,11 @@ export function decodeOid(body: Uint8Array): string {
 
 /** X.509 Time: UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 4.1.2.5). */
 export function time(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
+  const two = (n: number): string => (n < 10 ? '0' : '') + n;
   const year = d.getUTCFullYear();
-  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(digits.slice(2) + 'Z', 'ascii'));
-  return tlv(TAG.GENERALIZED_TIME, Buffer.from(digits + 'Z', 'ascii'));
+  const rest = two(d.getUTCMonth() + 1) + two(d.getUTCDate()) + two(d.getUTCHours()) + two(d.getUTCMinutes()) + two(d.getUTCSeconds()) + 'Z';
+  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(two(year % 100) + rest, 'ascii'));
+  return tlv(TAG.GENERALIZED_TIME, Buffer.from(String(year).padStart(4, '0') + rest, 'ascii'));
 }
 
 export function decodeTime(t: Tlv): Date {
@@ -166,8 +208,9 @@ export function decodeTime(t: Tlv): Date {
 
 export function pem(label: string, der: Uint8Array): string {
   const b64 = Buffer.from(der).toString('base64');
-  const lines = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+  let body = '';
+  for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + '\n';
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
 
 /** Decodes the first PEM block with one of `labels`; null when there is none. */

@@ -29,6 +29,18 @@ export interface DeviceIssue {
   validityDays: number;
 }
 
+/** The extensions every device certificate of one CA shares, encoded once per CA. */
+const deviceExtensions = new WeakMap<Ca, Buffer[]>();
+
+function sharedDeviceExtensions(ca: Ca): Buffer[] {
+  let exts = deviceExtensions.get(ca);
+  if (!exts) {
+    exts = [keyUsage(['digitalSignature']), extKeyUsage([OID.clientAuth]), authorityKeyIdentifier(ca.keyId)];
+    deviceExtensions.set(ca, exts);
+  }
+  return exts;
+}
+
 /** The device certificate template (contract §4 plus a subjectKeyIdentifier). */
 export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
   const notBefore = wholeSeconds(p.notBefore);
@@ -39,12 +51,7 @@ export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
     spkiDer: p.csr.spkiDer,
     notBefore,
     notAfter: addDays(notBefore, p.validityDays),
-    extensions: [
-      keyUsage(['digitalSignature']),
-      extKeyUsage([OID.clientAuth]),
-      authorityKeyIdentifier(p.ca.keyId),
-      subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer)),
-    ],
+    extensions: [...sharedDeviceExtensions(p.ca), subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer))],
   };
 }
 

@@ -4,6 +4,23 @@ import { isCanonicalUuid } from './policy.js';
 
 export type RandomSource = (n: number) => Uint8Array;
 
+/** randomBytes drawn 4 KiB at a time (one CSPRNG call per 256 serials); each byte is handed out once. */
+export function pooledRandom(poolBytes = 4096): RandomSource {
+  let pool = Buffer.alloc(0);
+  let off = 0;
+  return (n) => {
+    if (n > poolBytes) return randomBytes(n);
+    if (off + n > pool.length) {
+      pool = randomBytes(poolBytes);
+      off = 0;
+    }
+    const out = Buffer.from(pool.subarray(off, off + n));
+    pool.fill(0, off, off + n);
+    off += n;
+    return out;
+  };
+}
+
 /** A random positive 16-byte serial: 126 random bits, the top byte never zero. */
 export function randomSerial(random: RandomSource = randomBytes): Buffer {
   const b = Buffer.from(random(16));

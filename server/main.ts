@@ -7,6 +7,7 @@ import { KilnError, unreadable } from '../pki/errors.js';
 import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
+import { pooledRandom } from '../pki/serial.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
 import { createRequestListener } from './app.js';
 import type { ServeConfig } from './config.js';
@@ -104,7 +105,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       rejectReregistration: config.rejectReregistration,
     },
     clock,
-    random: randomBytes,
+    random: pooledRandom(),
     ecVerifier: ecVerify.verifier,
     upstream:
       upstreamClient && config.upstream
