@@ -3,7 +3,7 @@
 // the server's native ECDSA verifier (native/) with npm's node-gyp into dist/.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -35,11 +35,18 @@ function nodeGypArgs() {
 }
 const addon = join(root, 'native/build/Release/kiln_ec_verify.node');
 const sources = ['native/ec_verify.c', 'native/binding.gyp'].map((f) => statSync(join(root, f)).mtimeMs);
-if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(...sources)) {
-  execFileSync(process.execPath, nodeGypArgs(), { cwd: join(root, 'native'), stdio: ['ignore', 'ignore', 'inherit'] });
-}
 mkdirSync(join(root, 'dist'), { recursive: true });
-copyFileSync(addon, join(root, 'dist/kiln_ec_verify.node'));
+try {
+  if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(...sources)) {
+    execFileSync(process.execPath, nodeGypArgs(), { cwd: join(root, 'native'), stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  copyFileSync(addon, join(root, 'dist/kiln_ec_verify.node'));
+} catch (err) {
+  // Not fatal: the server then verifies CSRs through node:crypto (about half the
+  // rate) and says so in its start-up line; the test suite insists on the addon.
+  rmSync(join(root, 'dist/kiln_ec_verify.node'), { force: true });
+  process.stderr.write(`build: native ECDSA verifier not built (${String(err.message ?? err).split('\n')[0]}); the server will use node:crypto\n`);
+}
 
 // The Yocto layers ship copies of the device-side files; keep them identical.
 const sync = [
