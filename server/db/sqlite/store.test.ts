@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../../../test/helpers/pki.js';
@@ -92,6 +92,19 @@ describe('SQLite store', () => {
     other.close();
     await expect(recorded).resolves.toBeUndefined();
     expect(await s.certificatesOf(uuid)).toHaveLength(1);
+  });
+
+  it('ok/with the writer thread, WAL pages reach the database file while the server runs (checkpoint thread)', async () => {
+    const path = join(tempDir(), 'kiln.db');
+    const s = openSqliteStore(path, { writer: 'worker' });
+    open.push(s);
+    const before = statSync(path).size;
+    await Promise.all(Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false })));
+    // the writer never checkpoints (wal_autocheckpoint = 0) and 300 records are below SQLite's 1,000-page
+    // threshold anyway: only the checkpoint thread moves pages into the database file
+    const deadline = Date.now() + 3000;
+    while (statSync(path).size <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(statSync(path).size).toBeGreaterThan(before + 300 * 900);
   });
 
   it('fail/duplicate serial is a conflict', async () => {

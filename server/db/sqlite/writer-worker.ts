@@ -1,7 +1,9 @@
 // The SQLite writer thread: commits /sign records in batches so the server's
 // event loop never waits on an fsync. Bundled to dist/sqlite-writer.js.
 import Database from 'better-sqlite3';
-import { parentPort, workerData } from 'node:worker_threads';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { createRecorder, type RecordItem } from './recorder.js';
 
 export type WriterRequest = { batch: { id: number; item: RecordItem }[] } | { close: true };
@@ -11,6 +13,11 @@ const sqlite = new Database((workerData as { path: string }).path);
 sqlite.pragma('journal_mode = WAL');
 sqlite.pragma('synchronous = FULL');
 sqlite.pragma('busy_timeout = 5000');
+// checkpoints happen on their own thread (checkpointer.ts), not inside a batch's COMMIT
+sqlite.pragma('wal_autocheckpoint = 0');
+const checkpointer = new Worker(join(dirname(fileURLToPath(import.meta.url)), 'sqlite-checkpointer.js'), { workerData });
+checkpointer.on('error', () => sqlite.pragma('wal_autocheckpoint = 1000')); // fall back to SQLite's own
+const checkpointerDone = new Promise((resolve) => checkpointer.once('exit', resolve));
 const recorder = createRecorder(sqlite);
 let queue: { id: number; item: RecordItem }[] = [];
 
@@ -31,8 +38,11 @@ function flush(): void {
 parentPort!.on('message', (m: WriterRequest) => {
   if ('close' in m) {
     if (queue.length) flush();
-    sqlite.close();
-    parentPort!.close();
+    checkpointer.postMessage('close');
+    void checkpointerDone.then(() => {
+      sqlite.close();
+      parentPort!.close();
+    });
     return;
   }
   if (queue.length === 0) setImmediate(flush);
