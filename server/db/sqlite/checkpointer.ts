@@ -3,7 +3,8 @@
 // crosses 1,000 WAL pages, so that batch's 201s waited while pages were copied
 // into the database file and it was fsynced. Here a PASSIVE checkpoint runs on
 // its own connection every 250 ms, beside the writer, never blocking it
-// (at concurrency 16: p99 inside the server ~24 ms -> ~20 ms).
+// (three alternating bench pairs at concurrency 16: p99 inside the server
+// 23.8/23.6/21.5 -> 22.8/23.0/18.5 ms).
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 
