@@ -26,7 +26,7 @@
 typedef struct {
   napi_async_work work;
   napi_ref callback;
-  int nid;
+  const EC_GROUP *group;
   const EVP_MD *md;
   unsigned char point[133];
   size_t point_len;
@@ -41,18 +41,11 @@ static const EVP_MD *md_sha256, *md_sha384, *md_sha512;
 /* built once and shared read-only: a group per call costs ~7 us */
 static EC_GROUP *group_p256, *group_p384, *group_p521;
 
-static const EC_GROUP *group_of(int nid) {
-  if (nid == NID_X9_62_prime256v1) return group_p256;
-  if (nid == NID_secp384r1) return group_p384;
-  if (nid == NID_secp521r1) return group_p521;
+static const EC_GROUP *curve_group(const char *name) {
+  if (strcmp(name, "prime256v1") == 0) return group_p256;
+  if (strcmp(name, "secp384r1") == 0) return group_p384;
+  if (strcmp(name, "secp521r1") == 0) return group_p521;
   return NULL;
-}
-
-static int curve_nid(const char *name) {
-  if (strcmp(name, "prime256v1") == 0) return NID_X9_62_prime256v1;
-  if (strcmp(name, "secp384r1") == 0) return NID_secp384r1;
-  if (strcmp(name, "secp521r1") == 0) return NID_secp521r1;
-  return NID_undef;
 }
 
 static const EVP_MD *hash_md(const char *name) {
@@ -66,10 +59,10 @@ static void execute(napi_env env, void *arg) {
   (void)env;
   job_t *job = arg;
   job->result = -1;
-  const EC_GROUP *group = group_of(job->nid);
+  const EC_GROUP *group = job->group;
   EC_KEY *key = EC_KEY_new();
   EC_POINT *q = NULL;
-  if (key == NULL || group == NULL || EC_KEY_set_group(key, group) != 1) goto done;
+  if (key == NULL || EC_KEY_set_group(key, group) != 1) goto done;
   q = EC_POINT_new(group);
   /* on-curve check happens here; infinity is refused below */
   if (q == NULL || EC_POINT_oct2point(group, q, job->point, job->point_len, NULL) != 1) goto done;
@@ -133,9 +126,9 @@ static napi_value verify(napi_env env, napi_callback_info info) {
   size_t n;
   if (napi_get_value_string_utf8(env, argv[0], curve, sizeof curve, &n) != napi_ok) return throw_type(env, "curve must be a string");
   if (napi_get_value_string_utf8(env, argv[2], hash, sizeof hash, &n) != napi_ok) return throw_type(env, "hash must be a string");
-  int nid = curve_nid(curve);
+  const EC_GROUP *group = curve_group(curve);
   const EVP_MD *md = hash_md(hash);
-  if (nid == NID_undef) return throw_type(env, "unsupported curve");
+  if (group == NULL) return throw_type(env, "unsupported curve");
   if (md == NULL) return throw_type(env, "unsupported hash");
   unsigned char *point, *data, *sig;
   size_t point_len, data_len, sig_len;
@@ -156,7 +149,7 @@ static napi_value verify(napi_env env, napi_callback_info info) {
     free(job);
     return throw_type(env, "out of memory");
   }
-  job->nid = nid;
+  job->group = group;
   job->md = md;
   memcpy(job->point, point, point_len);
   job->point_len = point_len;

@@ -26,6 +26,8 @@ const ROOT = join(fileURLToPath(import.meta.url), '../..');
 const KILNCTL = join(ROOT, 'bin/kilnctl');
 const FACTORY = 'bench-factory';
 const SOFTHSM = '/usr/lib/softhsm/libsofthsm2.so';
+/** The verifier the served process loads too (same dist/ addon). */
+const EC_VERIFY = loadNativeEcVerifier();
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -250,12 +252,11 @@ async function inProcessRate(seconds: number): Promise<number> {
   const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), createPemSigner(get('local-ca.key')));
   const csrs = (await makeBodies(200)).map((b) => (JSON.parse(b) as { csr: string }).csr);
   const policy = { factory: FACTORY, ...DEFAULT_KEY_POLICY };
-  const { verifier } = loadNativeEcVerifier();
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
     const csr = parseCsrPem(csrs[n % csrs.length]);
-    await checkDeviceCsr(csr, policy, verifier);
+    await checkDeviceCsr(csr, policy, EC_VERIFY.verifier);
     await signCertificate(
       deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 7300 }),
       ca.signer,
@@ -329,7 +330,7 @@ async function main(): Promise<void> {
   const result = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
     caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
-    csrVerify: loadNativeEcVerifier().backend,
+    csrVerify: EC_VERIFY.backend,
     levels,
     inProcessCertificatesPerSecond: inProcess,
     deviceRegisterMedianMs: deviceMs,

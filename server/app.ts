@@ -10,7 +10,7 @@ import type { Signer } from '../pki/signer.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import type { SignService, SignTrace } from './sign-service.js';
-import { createSignRoute, errorLine, logRequest, logServerError } from './sign-route.js';
+import { createSignRoute, errorLine, logRequest, logServerError, socketAddress } from './sign-route.js';
 
 export interface AppDeps {
   signService: SignService;
@@ -25,8 +25,6 @@ export interface AppDeps {
 
 type Env = { Bindings: HttpBindings; Variables: { requestId: string; trace: SignTrace } };
 
-const peer = (req: IncomingMessage): string => req.socket.remoteAddress ?? 'unknown';
-
 /** The listener for node:http's createServer. */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const sign = createSignRoute(deps);
@@ -40,7 +38,7 @@ export function createRequestListener(deps: AppDeps): RequestListener {
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
-  const clientAddress = deps.clientAddress ?? peer;
+  const clientAddress = deps.clientAddress ?? socketAddress;
 
   app.use(async function requestLog(c, next) {
     const started = performance.now();

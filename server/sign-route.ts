@@ -19,6 +19,9 @@ export interface SignRouteDeps {
   clientAddress?: (req: IncomingMessage) => string;
 }
 
+/** The peer address of a request's socket. */
+export const socketAddress = (req: IncomingMessage): string => req.socket.remoteAddress ?? 'unknown';
+
 /** The one-line, plain-text body of an error answer. */
 export const errorLine = (e: KilnError): string => e.message.replace(/[\r\n]+/g, ' ') + '\n';
 
@@ -67,7 +70,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const clientAddress = deps.clientAddress ?? ((req) => req.socket.remoteAddress ?? 'unknown');
+  const clientAddress = deps.clientAddress ?? socketAddress;
 
   return (req, res) => {
     const started = performance.now();

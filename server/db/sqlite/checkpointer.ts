@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 
-export const CHECKPOINT_INTERVAL_MS = 250;
+const CHECKPOINT_INTERVAL_MS = 250;
 
 const db = new Database((workerData as { path: string }).path);
 db.pragma('busy_timeout = 5000');
