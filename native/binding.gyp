@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "kiln_ec_verify",
-      "sources": ["ec_verify.c"],
+      "target_name": "kiln_ecdsa",
+      "sources": ["ecdsa.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -17,6 +17,7 @@ import {
   unpem,
   type Tlv,
 } from './der.js';
+import { csrSignatureRefused, ecSignatureCheck, unreadableCsrKey, verifyCsrSignature, type EcVerifier, type ParsedCsr } from './csr.js';
 import { decodeName, type NameAttribute } from './name.js';
 import { OID } from './oids.js';
 import { serialHex } from './serial.js';
@@ -139,8 +140,27 @@ export function encodeTbs(t: CertificateTemplate, signatureAlgorithmDer: Uint8Ar
 /** Signs a template with `signer`; returns the certificate DER. */
 export async function signCertificate(t: CertificateTemplate, signer: Signer): Promise<Buffer> {
   const tbs = encodeTbs(t, signer.algorithm.der);
-  const signature = await signer.sign(tbs);
-  return seq(tbs, signer.algorithm.der, bitString(signature));
+  return assemble(tbs, signer, await signer.sign(tbs));
 }
 
+const assemble = (tbs: Buffer, signer: Signer, signature: Uint8Array): Buffer => seq(tbs, signer.algorithm.der, bitString(signature));
+
 export const certificatePem = (der: Uint8Array): string => pem('CERTIFICATE', der);
+
+/**
+ * Issues for a CSR: verifies its proof of possession, then signs the template. One
+ * job when the signer can do both (Signer.verifyAndSign) and the key is EC; else the
+ * CSR is verified (with `ecVerifier` when given) and the template signed after.
+ */
+export async function signCertificateForCsr(t: CertificateTemplate, signer: Signer, csr: ParsedCsr, ecVerifier?: EcVerifier): Promise<Buffer> {
+  const check = signer.verifyAndSign && ecSignatureCheck(csr);
+  if (!check) {
+    await verifyCsrSignature(csr, ecVerifier);
+    return signCertificate(t, signer);
+  }
+  const tbs = encodeTbs(t, signer.algorithm.der);
+  const signature = await signer.verifyAndSign!(check, tbs);
+  if (signature === 'bad-key') throw unreadableCsrKey(new Error('public key is not a point on the curve'));
+  if (signature === 'wrong-signature') throw csrSignatureRefused();
+  return assemble(tbs, signer, signature);
+}

@@ -99,12 +99,32 @@ function readExtensionRequest(attrsBody: Uint8Array): Map<string, { critical: bo
 
 /**
  * Verifies an ECDSA signature from the bare public point (the server injects
- * OpenSSL's EC primitives through a native addon, server/native-ec-verify.ts).
+ * OpenSSL's EC primitives through a native addon, server/native-ecdsa.ts).
  * Resolves false for a wrong signature; rejects when the point is not on the curve.
  */
 export type EcVerifier = (curve: string, point: Uint8Array, hash: string, data: Uint8Array, signatureDer: Uint8Array) => Promise<boolean>;
 
+/** An EC CSR's proof of possession, in the pieces a native verifier takes. */
+export interface EcSignatureCheck {
+  curve: string;
+  point: Uint8Array;
+  hash: string;
+  data: Uint8Array;
+  signature: Uint8Array;
+}
+
 const ECDSA = new Set<string>([OID.ecdsaSha256, OID.ecdsaSha384, OID.ecdsaSha512]);
+
+/** The CSR's signature as an EcSignatureCheck: EC keys on a known curve signed with ECDSA; otherwise undefined. */
+export function ecSignatureCheck(csr: ParsedCsr): EcSignatureCheck | undefined {
+  const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
+  if (!hash || !csr.ecPoint || !csr.keyInfo.curve || !ECDSA.has(csr.signatureAlgorithm)) return undefined;
+  return { curve: csr.keyInfo.curve, point: csr.ecPoint, hash, data: csr.infoDer, signature: csr.signature };
+}
+
+/** The refusals of a CSR's signature check, the same from every verifier. */
+export const unreadableCsrKey = (cause: unknown): KilnError => new KilnError('bad_csr', 'csr public key is not readable', { cause });
+export const csrSignatureRefused = (): KilnError => new KilnError('bad_csr', 'csr signature does not verify');
 
 /** node:crypto's verification, off the main thread: every key type. */
 function verifyWithNode(csr: ParsedCsr, hash: string): Promise<boolean> {
@@ -127,14 +147,12 @@ function verifyWithNode(csr: ParsedCsr, hash: string): Promise<boolean> {
 export async function verifyCsrSignature(csr: ParsedCsr, ecVerifier?: EcVerifier): Promise<void> {
   const hash = HASH_FOR_SIGNATURE[csr.signatureAlgorithm];
   if (!hash) throw new KilnError('bad_csr', `csr signature algorithm ${csr.signatureAlgorithm} is not supported`);
+  const ec = ecVerifier && ecSignatureCheck(csr);
   let ok: boolean;
   try {
-    ok =
-      ecVerifier && csr.ecPoint && csr.keyInfo.curve && ECDSA.has(csr.signatureAlgorithm)
-        ? await ecVerifier(csr.keyInfo.curve, csr.ecPoint, hash, csr.infoDer, csr.signature)
-        : await verifyWithNode(csr, hash);
+    ok = ec ? await ecVerifier(ec.curve, ec.point, ec.hash, ec.data, ec.signature) : await verifyWithNode(csr, hash);
   } catch (err) {
-    throw new KilnError('bad_csr', 'csr public key is not readable', { cause: err });
+    throw unreadableCsrKey(err);
   }
-  if (!ok) throw new KilnError('bad_csr', 'csr signature does not verify');
+  if (!ok) throw csrSignatureRefused();
 }

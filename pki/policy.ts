@@ -25,9 +25,17 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export const isCanonicalUuid = (s: string): boolean => UUID_RE.test(s);
 
-/** Validates a parsed CSR against the policy; returns the device identity it names. */
+/** Validates a parsed CSR against the policy, its signature included; returns the device identity it names. */
 export async function checkDeviceCsr(csr: ParsedCsr, policy: DevicePolicy, ecVerifier?: EcVerifier): Promise<DeviceIdentity> {
   await verifyCsrSignature(csr, ecVerifier);
+  return checkDevicePolicy(csr, policy);
+}
+
+/**
+ * The policy without the signature check (the server verifies the signature in the
+ * same job that signs the certificate, see signCertificateForCsr).
+ */
+export function checkDevicePolicy(csr: ParsedCsr, policy: DevicePolicy): DeviceIdentity {
   const cn = nameValue(csr.subject, OID.commonName);
   const ou = nameValue(csr.subject, OID.organizationalUnit);
   if (cn === undefined) throw new KilnError('policy', 'csr subject has no CN (the device UUID)');

@@ -1,5 +1,6 @@
 // The one signing interface every CA key backend implements (file, PKCS#11).
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import type { EcSignatureCheck } from './csr.js';
 import { nullValue, oid, seq } from './der.js';
 import { KilnError } from './errors.js';
 import { OID } from './oids.js';
@@ -19,6 +20,12 @@ export interface Signer {
   readonly spkiDer: Buffer;
   /** Signs `data` (hashing it with algorithm.hash); returns the X.509 signature value. */
   sign(data: Uint8Array): Promise<Buffer>;
+  /**
+   * Optional: checks a CSR's EC signature and signs `data` only if it verifies, in one
+   * job (one thread hand-off per registration instead of two). Resolves the signature,
+   * 'wrong-signature', or 'bad-key' when the CSR's point is not on its curve.
+   */
+  verifyAndSign?(check: EcSignatureCheck, data: Uint8Array): Promise<Buffer | 'wrong-signature' | 'bad-key'>;
   /** Short description of the backend for health checks and logs; never a secret. */
   describe(): { backend: string; state: string };
   close(): Promise<void>;

@@ -11,23 +11,22 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { createCa } from '../pki/ca.js';
-import { signCertificate } from '../pki/certificate.js';
+import { signCertificateForCsr } from '../pki/certificate.js';
 import { parseCsrPem } from '../pki/csr.js';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../pki/csr-builder.js';
 import { pem } from '../pki/der.js';
 import { createFactoryPki, generateP256 } from '../pki/factory-pki.js';
-import { checkDeviceCsr, DEFAULT_KEY_POLICY } from '../pki/policy.js';
+import { checkDevicePolicy, DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial } from '../pki/serial.js';
-import { createPemSigner } from '../pki/signer.js';
-import { loadNativeEcVerifier } from '../server/native-ec-verify.js';
+import { loadNativeEcdsa } from '../server/native-ecdsa.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
 const KILNCTL = join(ROOT, 'bin/kilnctl');
 const FACTORY = 'bench-factory';
 const SOFTHSM = '/usr/lib/softhsm/libsofthsm2.so';
-/** The verifier the served process loads too (same dist/ addon). */
-const EC_VERIFY = loadNativeEcVerifier();
+/** The addon the served process loads too (same dist/ build). */
+const ECDSA = loadNativeEcdsa();
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -249,17 +248,19 @@ function setUpPki(work: string): { caKey: string; env: NodeJS.ProcessEnv } {
 async function inProcessRate(seconds: number): Promise<number> {
   const files = await createFactoryPki({ factory: FACTORY, owner: 'o', dnsNames: ['gw'], now: new Date() });
   const get = (n: string): string => files.find((f) => f.name === n)!.content;
-  const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), createPemSigner(get('local-ca.key')));
+  const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), ECDSA.pemSigner(get('local-ca.key')));
   const csrs = (await makeBodies(200)).map((b) => (JSON.parse(b) as { csr: string }).csr);
   const policy = { factory: FACTORY, ...DEFAULT_KEY_POLICY };
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
     const csr = parseCsrPem(csrs[n % csrs.length]);
-    await checkDeviceCsr(csr, policy, EC_VERIFY.verifier);
-    await signCertificate(
+    checkDevicePolicy(csr, policy);
+    await signCertificateForCsr(
       deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 7300 }),
       ca.signer,
+      csr,
+      ECDSA.verifier,
     );
     n++;
   }
@@ -330,7 +331,7 @@ async function main(): Promise<void> {
   const result = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
     caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
-    csrVerify: EC_VERIFY.backend,
+    csrVerify: ECDSA.backend,
     levels,
     inProcessCertificatesPerSecond: inProcess,
     deviceRegisterMedianMs: deviceMs,

@@ -8,13 +8,13 @@ import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import { pooledRandom } from '../pki/serial.js';
-import { createPemSigner, type Signer } from '../pki/signer.js';
+import type { Signer } from '../pki/signer.js';
 import { createRequestListener } from './app.js';
 import type { ServeConfig } from './config.js';
 import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
-import { loadNativeEcVerifier } from './native-ec-verify.js';
+import { loadNativeEcdsa, type NativeEcdsa } from './native-ecdsa.js';
 import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createSignService } from './sign-service.js';
@@ -36,7 +36,7 @@ export function gatewayUrls(config: ServeConfig, pki: FactoryPki): { gateway: st
   return { gateway, ostree };
 }
 
-async function loadCaSigner(config: ServeConfig): Promise<Signer> {
+async function loadCaSigner(config: ServeConfig, ecdsa: NativeEcdsa): Promise<Signer> {
   if (isPkcs11Uri(config.caKey)) return openPkcs11Signer(config.caKey, (p) => readFileSync(p, 'utf8'));
   let pem: string;
   try {
@@ -44,7 +44,7 @@ async function loadCaSigner(config: ServeConfig): Promise<Signer> {
   } catch (err) {
     throw unreadable('CA key', config.caKey, err);
   }
-  return createPemSigner(pem);
+  return ecdsa.pemSigner(pem);
 }
 
 /** Signs and verifies a probe so a broken key fails at start-up, not on the first device. */
@@ -63,7 +63,8 @@ export async function selfTest(signer: Signer): Promise<void> {
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
   // everything that can fail on configuration, before anything holds a thread or a file
   const upstreamToken = config.upstream ? readUpstreamToken(config.upstream.tokenFile) : undefined;
-  const signer = await loadCaSigner(config);
+  const ecdsa = loadNativeEcdsa();
+  const signer = await loadCaSigner(config, ecdsa);
   let pki: FactoryPki;
   let urls: { gateway: string; ostree: string };
   let store: Store;
@@ -92,7 +93,6 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
         })
       : undefined;
 
-  const ecVerify = loadNativeEcVerifier();
   const signService = createSignService({
     ca: pki.local,
     rootPem: pki.rootPem,
@@ -106,7 +106,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     },
     clock,
     random: pooledRandom(),
-    ecVerifier: ecVerify.verifier,
+    ecVerifier: ecdsa.verifier,
     upstream:
       upstreamClient && config.upstream
         ? {
@@ -140,7 +140,8 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     ostree: urls.ostree,
     db: config.db.kind,
     key: signer.describe().backend,
-    csr_verify: ecVerify.backend,
+    ecdsa: ecdsa.backend,
+    verify_and_sign: signer.verifyAndSign !== undefined,
   });
 
   return {

@@ -112,7 +112,7 @@ describe('kilnctl serve, end to end', () => {
     expect(res.status).toBe(201);
     // the built server verifies CSRs with the native addon, and says so once at start
     const started = server.logs().split('\n').find((l) => l.includes('"event":"started"'));
-    expect(JSON.parse(started!)).toMatchObject({ csr_verify: 'native', key: 'file', db: 'sqlite' });
+    expect(JSON.parse(started!)).toMatchObject({ ecdsa: 'native', verify_and_sign: true, key: 'file', db: 'sqlite' });
     const files = JSON.parse(res.text) as Record<string, string>;
     const dev = join(work, uuid);
     run('mkdir', ['-p', dev]);

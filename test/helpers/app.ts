@@ -5,14 +5,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_KEY_POLICY } from '../../pki/policy.js';
-import { createPemSigner } from '../../pki/signer.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, createRequestListener } from '../../server/app.js';
 import { openSqliteStore } from '../../server/db/sqlite/store.js';
 import type { Store } from '../../server/db/store.js';
 import { createJsonLogger } from '../../server/logger.js';
-import { loadNativeEcVerifier } from '../../server/native-ec-verify.js';
+import { loadNativeEcdsa } from '../../server/native-ecdsa.js';
 import { loadFactoryPki, type FactoryPki } from '../../server/pki-dir.js';
 import { createSignService, type SignSettings } from '../../server/sign-service.js';
 import { makePkiDir } from './pki.js';
@@ -32,7 +31,8 @@ export interface TestApp {
 
 export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { pkiDir?: string; dbPath?: string } = {}): Promise<TestApp> {
   const pkiDir = opts.pkiDir ?? (await makePkiDir());
-  const signer = createPemSigner(readFileSync(join(pkiDir, 'local-ca.key')));
+  const ecdsa = loadNativeEcdsa();
+  const signer = ecdsa.pemSigner(readFileSync(join(pkiDir, 'local-ca.key')));
   const pki = loadFactoryPki(pkiDir, signer);
   const store = openSqliteStore(opts.dbPath ?? ':memory:');
   let logs = '';
@@ -52,7 +52,7 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     },
     clock: () => new Date(),
     random: randomBytes,
-    ecVerifier: loadNativeEcVerifier().verifier,
+    ecVerifier: ecdsa.verifier,
   });
   const deps = { signService, store, signer, logger, clientAddress: () => '192.0.2.10' };
   const app = createApp(deps);
