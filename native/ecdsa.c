@@ -246,40 +246,29 @@ static napi_value queue(napi_env env, job_t *job, napi_value callback, const cha
   return NULL;
 }
 
-static job_t *new_job(napi_env env) {
-  job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) throw_type(env, "out of memory");
-  return job;
-}
-
-static napi_value verify(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 6) return throw_type(env, "verify(curve, point, hash, data, signature, callback)");
-  job_t *job = new_job(env);
-  return job ? queue(env, job, argv[5], read_check(env, argv, job)) : NULL;
-}
-
-static napi_value sign(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 4) return throw_type(env, "sign(key, hash, data, callback)");
-  job_t *job = new_job(env);
-  return job ? queue(env, job, argv[3], read_sign(env, argv, job)) : NULL;
-}
-
-static napi_value verify_sign(napi_env env, napi_callback_info info) {
+/* verify: a CSR check; sign: a signature; verifySign: both, the check's arguments first */
+static napi_value start_job(napi_env env, napi_callback_info info, size_t arity, int check, int sign, const char *usage) {
   size_t argc = 9;
   napi_value argv[9];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 9) return throw_type(env, "verifySign(curve, point, hash, data, signature, key, signHash, tbs, callback)");
-  job_t *job = new_job(env);
-  if (job == NULL) return NULL;
-  const char *error = read_check(env, argv, job);
-  if (error == NULL) error = read_sign(env, argv + 5, job);
-  return queue(env, job, argv[8], error);
+  if (argc != arity) return throw_type(env, usage);
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) return throw_type(env, "out of memory");
+  const char *error = check ? read_check(env, argv, job) : NULL;
+  if (error == NULL && sign) error = read_sign(env, argv + (check ? 5 : 0), job);
+  return queue(env, job, argv[arity - 1], error);
+}
+
+static napi_value verify(napi_env env, napi_callback_info info) {
+  return start_job(env, info, 6, 1, 0, "verify(curve, point, hash, data, signature, callback)");
+}
+
+static napi_value sign(napi_env env, napi_callback_info info) {
+  return start_job(env, info, 4, 0, 1, "sign(key, hash, data, callback)");
+}
+
+static napi_value verify_sign(napi_env env, napi_callback_info info) {
+  return start_job(env, info, 9, 1, 1, "verifySign(curve, point, hash, data, signature, key, signHash, tbs, callback)");
 }
 
 static void free_key(napi_env env, void *key, void *hint) {
