@@ -1,7 +1,7 @@
 // `kilnctl serve`
 import type { Command } from 'commander';
 import { parseServeConfig } from '../server/config.js';
-import { createJsonLogger } from '../server/logger.js';
+import { batchedLines, createJsonLogger } from '../server/logger.js';
 import { startServer } from '../server/main.js';
 
 export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void {
@@ -26,7 +26,7 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { config: configFile, ...flags } = opts;
       const config = parseServeConfig({ flags, env, configFile: configFile as string | undefined });
-      const logger = createJsonLogger();
+      const logger = createJsonLogger(batchedLines((chunk) => process.stdout.write(chunk)));
       const server = await startServer(config, logger);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {

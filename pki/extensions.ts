@@ -1,5 +1,5 @@
 // X.509 v3 extensions, DER-encoded (RFC 5280 4.2).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { bitString, bool, children, decodeOne, expectTag, implicit, octets, oid, seq, TAG, uint } from './der.js';
 import { OID } from './oids.js';
 
@@ -51,5 +51,6 @@ export function subjectAltNameDns(names: string[]): Buffer {
 export function keyIdentifier(spkiDer: Uint8Array): Buffer {
   const [, key] = children(expectTag(decodeOne(spkiDer), TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
   expectTag(key, TAG.BIT_STRING, 'subjectPublicKey');
-  return createHash('sha1').update(key.body.subarray(1)).digest();
+  // the one-shot form: no Hash object per device certificate
+  return hash('sha1', key.body.subarray(1), 'buffer');
 }

@@ -86,7 +86,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
       if (req.uuid !== undefined && req.uuid.toLowerCase() !== id.uuid) {
         throw new KilnError('bad_request', "field 'uuid' does not match the CSR's CN");
       }
-      if (await registry(() => store.findDenied(id.uuid))) throw new KilnError('denied', `device ${id.uuid} is on the deny-list`);
+      // the deny-list is checked where it counts: in the transaction that records the certificate (403 from there)
 
       const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
       const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays });
@@ -114,7 +114,10 @@ export function createSignService(deps: SignServiceDeps): SignService {
             })
           : undefined,
       };
-      await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
+      await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration })).catch((err: unknown) => {
+        trace.serial = undefined; // refused (deny-list, re-registration): this serial was never issued
+        throw err;
+      });
       const upstream = deps.upstream;
       if (upstream?.mode === 'sync')
         await registry(() => upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! }));

@@ -144,8 +144,11 @@ describe('kilnctl serve, end to end', () => {
     expect(files['sota.toml']).toContain('server = "https://gw.acme.test:8443"');
     expect(files['sota.toml']).toContain('ostree_server = "https://ostree.acme.test:8443/ostree"');
 
+    // the server writes a turn's log lines after the turn: the answer can arrive first
+    const requestLine = (): string | undefined => server.logs().split('\n').find((l) => l.includes(uuid) && l.includes('"status":201'));
+    for (let i = 0; i < 100 && !requestLine(); i++) await new Promise((r) => setTimeout(r, 20));
     const logs = server.logs();
-    const line = logs.split('\n').find((l) => l.includes(uuid) && l.includes('"status":201'));
+    const line = requestLine();
     expect(line && JSON.parse(line)).toMatchObject({ event: 'request', uuid, client: '127.0.0.1' });
     expect(logs).not.toContain('BEGIN');
 

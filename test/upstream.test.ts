@@ -86,7 +86,7 @@ describe('outbox mode (the default)', () => {
         name: 'board-7',
         group: 'line-3',
       });
-      expect(server.logs()).toMatch(/"event":"upstream_delivery".*"outcome":"created"/);
+      await until('the delivery log line', () => /"event":"upstream_delivery".*"outcome":"created"/.test(server.logs()));
       expect(server.logs()).not.toContain('up-token-1');
     } finally {
       await server.stop();
