@@ -17,6 +17,11 @@ sqlite.pragma('busy_timeout = 5000');
 sqlite.pragma('wal_autocheckpoint = 0');
 const checkpointer = new Worker(join(dirname(fileURLToPath(import.meta.url)), 'sqlite-checkpointer.js'), { workerData });
 checkpointer.on('error', () => sqlite.pragma('wal_autocheckpoint = 1000')); // fall back to SQLite's own
+// the checkpoint thread left a long WAL behind: copy what was written since, after the next commit
+let catchUp = false;
+checkpointer.on('message', () => (catchUp = true));
+// a WAL that grew anyway (a long reader) is cut back to 64 MB when it starts over
+sqlite.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
 const checkpointerDone = new Promise((resolve) => checkpointer.once('exit', resolve));
 const recorder = createRecorder(sqlite);
 let queue: { id: number; item: RecordItem }[] = [];
@@ -32,6 +37,14 @@ function flush(): void {
     } satisfies WriterReply);
   } catch (err) {
     parentPort!.postMessage({ failed: batch.map((b) => b.id), message: (err as Error).message } satisfies WriterReply);
+  }
+  if (catchUp) {
+    catchUp = false;
+    try {
+      sqlite.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // busy: the checkpoint thread will ask again
+    }
   }
 }
 
