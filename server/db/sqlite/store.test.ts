@@ -77,6 +77,28 @@ describe('SQLite store', () => {
     expect(await again.certificatesOf(denied)).toEqual([]);
   });
 
+  it('fail/a statement failing half-way through one record rolls back that record alone, in both writers', async () => {
+    for (const writer of ['inline', 'worker'] as const) {
+      const path = join(tempDir(), 'kiln.db');
+      const s = openSqliteStore(path, { writer });
+      open.push(s);
+      const broken = randomUUID();
+      // the certificate row goes in, then the device upsert fails: no read before could have known
+      const side = new Database(path);
+      side.exec(`CREATE TRIGGER t_break BEFORE INSERT ON devices WHEN NEW.uuid = '${broken}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+      side.close();
+      const ids = Array.from({ length: 20 }, () => randomUUID());
+      const all = [...ids.slice(0, 10), broken, ...ids.slice(10)];
+      const results = await Promise.allSettled(all.map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })));
+      expect(results.map((r) => r.status === 'rejected' && ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual(
+        all.map((u) => (u === broken ? 'unavailable' : false)),
+      );
+      expect(await s.certificatesOf(broken)).toEqual([]);
+      expect(await s.listDevices({ limit: 100, offset: 0 })).toHaveLength(20);
+      for (const u of ids) expect(await s.certificatesOf(u)).toHaveLength(1);
+    }
+  });
+
   it('ok/the writer thread waits for another process writing (kilnctl devices deny) instead of failing the batch', async () => {
     const path = join(tempDir(), 'kiln.db');
     const s = openSqliteStore(path, { writer: 'worker' });

@@ -4,9 +4,9 @@ import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
-import { createRecorder, type RecordItem } from './recorder.js';
+import { createRecorder, type RecordRow } from './recorder.js';
 
-export type WriterRequest = { batch: { id: number; item: RecordItem }[] } | { close: true };
+export type WriterRequest = { batch: { id: number; row: RecordRow }[] } | { close: true };
 export type WriterReply = { ids: number[]; errors: ({ code: string; message: string } | null)[] } | { failed: number[]; message: string };
 
 const sqlite = new Database((workerData as { path: string }).path);
@@ -24,13 +24,13 @@ checkpointer.on('message', () => (catchUp = true));
 sqlite.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
 const checkpointerDone = new Promise((resolve) => checkpointer.once('exit', resolve));
 const recorder = createRecorder(sqlite);
-let queue: { id: number; item: RecordItem }[] = [];
+let queue: { id: number; row: RecordRow }[] = [];
 
 function flush(): void {
   const batch = queue;
   queue = [];
   try {
-    const outcomes = recorder.recordBatch(batch.map((b) => b.item));
+    const outcomes = recorder.recordBatch(batch.map((b) => b.row));
     parentPort!.postMessage({
       ids: batch.map((b) => b.id),
       errors: outcomes.map((o) => (o ? { code: o.code, message: o.message } : null)),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { KilnError, type ErrorCode } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
-import type { RecordItem, Writer } from './recorder.js';
+import { toRecordRow, type RecordRow, type Writer } from './recorder.js';
 import type { WriterReply, WriterRequest } from './writer-worker.js';
 
 export const WRITER_SCRIPT = (): string => join(packageRoot(), 'dist/sqlite-writer.js');
@@ -16,7 +16,7 @@ export function startWriterWorker(path: string): Writer {
   const pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   let next = 0;
   // records from one event-loop turn travel in one message
-  let outgoing: { id: number; item: RecordItem }[] = [];
+  let outgoing: { id: number; row: RecordRow }[] = [];
   const send = (): void => {
     const batch = outgoing;
     outgoing = [];
@@ -52,7 +52,7 @@ export function startWriterWorker(path: string): Writer {
         if (dead) return reject(dead);
         const id = next++;
         pending.set(id, { resolve, reject });
-        if (outgoing.push({ id, item: { cert, opts } }) === 1) setImmediate(send);
+        if (outgoing.push({ id, row: toRecordRow(cert, opts) }) === 1) setImmediate(send);
       }),
     async close() {
       if (outgoing.length) send();
