@@ -64,6 +64,21 @@ describe('POST /sign', () => {
     });
   });
 
+  it('ok/the 201 body is JSON.stringify of the four files, byte for byte, and Content-Length counts bytes', async () => {
+    const { uuid, csrPem } = await deviceCsr({ production: false });
+    // an override value JSON must escape (quotes), and non-ASCII (Content-Length counts bytes)
+    const res = await t.request(lmpBody({ csr: csrPem, uuid, overrides: { pacman: { tags: '"main-\u00e9"' } } }));
+    expect(res.status).toBe(201);
+    const text = await res.text();
+    const files = JSON.parse(text) as Record<string, string>;
+    expect(text).toBe(JSON.stringify(files));
+    expect(Object.keys(files)).toEqual(['root.crt', 'client.pem', 'client.chained', 'sota.toml']);
+    expect(files['root.crt']).toBe(t.pki.rootPem);
+    expect(files['client.chained']).toBe(files['client.pem'] + '\n' + t.pki.local.certPem);
+    expect(files['sota.toml']).toContain('tags = "main-\u00e9"');
+    expect(res.headers.get('content-length')).toBe(String(Buffer.byteLength(text)));
+  });
+
   it('ok/serials are random, positive and 16 bytes', async () => {
     const serials = new Set<string>();
     for (let i = 0; i < 20; i++) {
