@@ -107,11 +107,14 @@ static void execute(napi_env env, void *arg) {
   (void)env;
   job_t *job = arg;
   job->verified = job->group ? check_csr(job) : 1;
-  if (job->verified != 1 || job->key == NULL) return;
-  unsigned char digest[SHA512_DIGEST_LENGTH];
-  job->sign_digest(job->tbs, job->tbs_len, digest);
-  /* EC_KEY is only read while signing: one key serves every pool thread */
-  job->signed_ok = ECDSA_sign(0, digest, (int)digest_len(job->sign_digest), job->out, &job->out_len, job->key) == 1;
+  if (job->verified == 1 && job->key != NULL) {
+    unsigned char digest[SHA512_DIGEST_LENGTH];
+    job->sign_digest(job->tbs, job->tbs_len, digest);
+    /* EC_KEY is only read while signing: one key serves every pool thread */
+    job->signed_ok = ECDSA_sign(0, digest, (int)digest_len(job->sign_digest), job->out, &job->out_len, job->key) == 1;
+  }
+  /* a refused signature or point leaves errors on this pool thread's queue, which
+     node:crypto shares: leave it empty */
   ERR_clear_error();
 }
 
