@@ -60,6 +60,9 @@ typedef struct {
   int signed_ok;
 } job_t;
 
+/* marks the externals signingKey() makes, so no other external is read as a key */
+static const napi_type_tag KEY_TAG = {0x6b696c6e65636473ULL, 0x612d6b65792d7631ULL};
+
 /* built once and shared read-only: a group per call costs ~7 us */
 static EC_GROUP *group_p256, *group_p384, *group_p521;
 
@@ -214,7 +217,10 @@ static const char *read_sign(napi_env env, napi_value *argv, job_t *job) {
   char hash[16];
   napi_valuetype t;
   napi_typeof(env, argv[0], &t);
-  if (t != napi_external || napi_get_value_external(env, argv[0], &key) != napi_ok) return "key must come from signingKey()";
+  bool tagged = false;
+  if (t != napi_external || napi_check_object_type_tag(env, argv[0], &KEY_TAG, &tagged) != napi_ok || !tagged ||
+      napi_get_value_external(env, argv[0], &key) != napi_ok)
+    return "key must come from signingKey()";
   if (!get_string(env, argv[1], hash, sizeof hash)) return "hash must be a string";
   job->sign_digest = hash_fn(hash);
   if (job->sign_digest == NULL) return "unsupported hash";
@@ -300,6 +306,7 @@ static napi_value signing_key(napi_env env, napi_callback_info info) {
     EC_KEY_free(key);
     return throw_type(env, "unsupported EC key");
   }
+  if (napi_type_tag_object(env, out, &KEY_TAG) != napi_ok) return throw_type(env, "cannot tag the key"); /* freed by free_key */
   return out;
 }
 

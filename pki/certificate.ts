@@ -152,7 +152,12 @@ export const certificatePem = (der: Uint8Array): string => pem('CERTIFICATE', de
  * job when the signer can do both (Signer.verifyAndSign) and the key is EC; else the
  * CSR is verified (with `ecVerifier` when given) and the template signed after.
  */
-export async function signCertificateForCsr(t: CertificateTemplate, signer: Signer, csr: ParsedCsr, ecVerifier?: EcVerifier): Promise<Buffer> {
+export async function signCertificateForCsr(
+  t: CertificateTemplate,
+  signer: Signer,
+  csr: ParsedCsr,
+  ecVerifier?: EcVerifier,
+): Promise<Buffer> {
   const check = signer.verifyAndSign && ecSignatureCheck(csr);
   if (!check) {
     await verifyCsrSignature(csr, ecVerifier);

@@ -107,7 +107,10 @@ function processTree(pid: number): number[] {
 
 /** Peak RSS (VmHWM) summed over the server's processes. */
 function rssPeakMb(pid: number): number {
-  const kb = processTree(pid).reduce((sum, p) => sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0), 0);
+  const kb = processTree(pid).reduce(
+    (sum, p) => sum + Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0),
+    0,
+  );
   return Math.round(kb / 102.4) / 10;
 }
 
@@ -357,7 +360,9 @@ async function main(): Promise<void> {
     `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}, CSR verification: ${result.csrVerify}`,
     '',
   ];
-  out.push('concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen');
+  out.push(
+    'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen',
+  );
   for (const l of levels) {
     out.push(
       `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}`,

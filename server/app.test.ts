@@ -287,7 +287,12 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
         ctl.close();
       },
     });
-    const res = await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    const res = await fetch(t.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
     expect(res.status).toBe(413);
     expect(await res.text()).toBe('request body is larger than 65536 bytes\n');
     expect(await registered(t, uuid)).toBe(0);

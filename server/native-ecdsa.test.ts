@@ -12,7 +12,8 @@ import { createFactoryPki } from '../pki/factory-pki.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial } from '../pki/serial.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
-import { loadNativeEcdsa } from './native-ecdsa.js';
+import { createRequire } from 'node:module';
+import { loadNativeEcdsa, NATIVE_ECDSA } from './native-ecdsa.js';
 
 const loaded = loadNativeEcdsa();
 const verify = loaded.verifier!;
@@ -117,7 +118,11 @@ describe('native EC verifier', () => {
 
   it('an off-curve CSR key is refused as unreadable, with and without it', async () => {
     const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const der = await createCsr({ subject: deviceSubject('3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41', 'acme', false), key: key.privateKey, extensions: [] });
+    const der = await createCsr({
+      subject: deviceSubject('3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41', 'acme', false),
+      key: key.privateKey,
+      extensions: [],
+    });
     const p = point(key.publicKey);
     const bad = Buffer.from(der);
     bad[bad.indexOf(p) + 64] ^= 0x01;
@@ -146,6 +151,21 @@ describe('native EC signer', () => {
     }
   });
 
+  it('the addon signs only with keys it made: other values are refused before any job', () => {
+    const addon = createRequire(import.meta.url)(NATIVE_ECDSA()) as {
+      signingKey(pem: Uint8Array): object;
+      sign(key: unknown, hash: string, data: Uint8Array, cb: () => void): void;
+    };
+    const key = addon.signingKey(Buffer.from(pemOf(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey)));
+    expect(() => addon.sign(key, 'md5', Buffer.alloc(1), () => {})).toThrow(/unsupported hash/);
+    for (const notKey of [{}, Buffer.alloc(64), 'key', null])
+      expect(() => addon.sign(notKey, 'sha256', Buffer.alloc(1), () => {})).toThrow(/key must come from signingKey/);
+    expect(() => addon.signingKey(Buffer.from(pemOf(generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey)))).toThrow(
+      /EC private key/,
+    );
+    expect(() => addon.signingKey(Buffer.from('not a key'))).toThrow(/EC private key/);
+  });
+
   it('an RSA CA key stays with node:crypto (no verifyAndSign) and still signs', async () => {
     const signer = loaded.pemSigner(pemOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey));
     expect(signer.verifyAndSign).toBeUndefined();
@@ -164,7 +184,11 @@ describe('native EC signer', () => {
   it('verifyAndSign signs only for a CSR whose signature verifies', async () => {
     const signer = loaded.pemSigner(pemOf(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey));
     const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const der = await createCsr({ subject: deviceSubject('3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41', 'acme', false), key: key.privateKey, extensions: [] });
+    const der = await createCsr({
+      subject: deviceSubject('3f1c7a52-9b1e-4c55-8f0e-6d2a1b7c9e41', 'acme', false),
+      key: key.privateKey,
+      extensions: [],
+    });
     const tbs = randomBytes(400);
     const good = ecSignatureCheck(parseCsr(der))!;
     const sig = await signer.verifyAndSign!(good, tbs);
@@ -192,7 +216,12 @@ describe('signCertificateForCsr', async () => {
     const der = await createCsr({ subject: deviceSubject(uuid, 'acme', false), key: key.privateKey, extensions: DEVICE_CSR_EXTENSIONS() });
     const issue = (csrDer: Buffer): Promise<Buffer> => {
       const csr = parseCsr(csrDer);
-      return signCertificateForCsr(deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 1 }), ca.signer, csr, verify);
+      return signCertificateForCsr(
+        deviceTemplate({ ca, csr, serial: randomSerial(randomBytes), notBefore: new Date(), validityDays: 1 }),
+        ca.signer,
+        csr,
+        verify,
+      );
     };
     const cert = new X509Certificate(await issue(der));
     expect(cert.verify(new X509Certificate(caDer).publicKey)).toBe(true);

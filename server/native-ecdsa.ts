@@ -81,7 +81,16 @@ export function loadNativeEcdsa(path = NATIVE_ECDSA()): NativeEcdsa {
   return {
     backend: 'native',
     verifier: (curve, point, hash, data, sig) =>
-      new Promise((resolve, reject) => addon.verify(curve, point, hash, data, sig, settle<boolean>((ok) => resolve(ok === true), reject))),
+      new Promise((resolve, reject) =>
+        addon.verify(
+          curve,
+          point,
+          hash,
+          data,
+          sig,
+          settle<boolean>((ok) => resolve(ok === true), reject),
+        ),
+      ),
     pemSigner: (pem, source) => {
       const base = createPemSigner(pem, source);
       return base.algorithm.name.startsWith('ecdsa') ? nativeSigner(addon, base, pem) : base;

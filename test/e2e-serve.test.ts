@@ -111,7 +111,10 @@ describe('kilnctl serve, end to end', () => {
     const res = await register(server.url, lmpBody({ csr: csrPem, uuid }));
     expect(res.status).toBe(201);
     // the built server verifies CSRs with the native addon, and says so once at start
-    const started = server.logs().split('\n').find((l) => l.includes('"event":"started"'));
+    const started = server
+      .logs()
+      .split('\n')
+      .find((l) => l.includes('"event":"started"'));
     expect(JSON.parse(started!)).toMatchObject({ ecdsa: 'native', verify_and_sign: true, key: 'file', db: 'sqlite' });
     const files = JSON.parse(res.text) as Record<string, string>;
     const dev = join(work, uuid);
@@ -145,7 +148,11 @@ describe('kilnctl serve, end to end', () => {
     expect(files['sota.toml']).toContain('ostree_server = "https://ostree.acme.test:8443/ostree"');
 
     // the server writes a turn's log lines after the turn: the answer can arrive first
-    const requestLine = (): string | undefined => server.logs().split('\n').find((l) => l.includes(uuid) && l.includes('"status":201'));
+    const requestLine = (): string | undefined =>
+      server
+        .logs()
+        .split('\n')
+        .find((l) => l.includes(uuid) && l.includes('"status":201'));
     for (let i = 0; i < 100 && !requestLine(); i++) await new Promise((r) => setTimeout(r, 20));
     const logs = server.logs();
     const line = requestLine();

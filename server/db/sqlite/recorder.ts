@@ -80,12 +80,27 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     const [serial, uuid] = r;
     if (hot.denied.get(uuid)) return new KilnError('denied', `device ${uuid} is on the deny-list`);
     if (r[13] && hot.device.get(uuid)) return new KilnError('conflict', `device ${uuid} is already registered`);
-    if (hot.serialTaken.get(serial)) return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
+    if (hot.serialTaken.get(serial))
+      return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
     return undefined;
   };
 
   const write = (r: RecordRow): void => {
-    const [serial, uuid, subject, hardwareId, name, production, notBefore, notAfter, pem, issuedAt, clientAddress, requestId, upstreamBody] = r;
+    const [
+      serial,
+      uuid,
+      subject,
+      hardwareId,
+      name,
+      production,
+      notBefore,
+      notAfter,
+      pem,
+      issuedAt,
+      clientAddress,
+      requestId,
+      upstreamBody,
+    ] = r;
     hot.insertCert.run(serial, uuid, subject, hardwareId, name, production, notBefore, notAfter, pem, issuedAt, clientAddress, requestId);
     hot.upsertDevice.run(uuid, name, hardwareId, production, serial, issuedAt, issuedAt);
     if (upstreamBody !== null) hot.insertOutbox.run(serial, uuid, upstreamBody, issuedAt, issuedAt);

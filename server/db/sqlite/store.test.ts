@@ -85,7 +85,9 @@ describe('SQLite store', () => {
       const broken = randomUUID();
       // the certificate row goes in, then the device upsert fails: no read before could have known
       const side = new Database(path);
-      side.exec(`CREATE TRIGGER t_break BEFORE INSERT ON devices WHEN NEW.uuid = '${broken}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`);
+      side.exec(
+        `CREATE TRIGGER t_break BEFORE INSERT ON devices WHEN NEW.uuid = '${broken}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`,
+      );
       side.close();
       const ids = Array.from({ length: 20 }, () => randomUUID());
       const all = [...ids.slice(0, 10), broken, ...ids.slice(10)];
@@ -106,7 +108,9 @@ describe('SQLite store', () => {
     const other = new Database(path);
     other.pragma('busy_timeout = 5000');
     other.exec('BEGIN IMMEDIATE');
-    other.prepare('INSERT INTO denied_devices (uuid, name, reason, denied_at) VALUES (?, ?, ?, ?)').run(randomUUID(), 'n', 'cli', Date.now());
+    other
+      .prepare('INSERT INTO denied_devices (uuid, name, reason, denied_at) VALUES (?, ?, ?, ?)')
+      .run(randomUUID(), 'n', 'cli', Date.now());
     const uuid = randomUUID();
     const recorded = s.recordIssuance(cert(uuid), { rejectReregistration: false });
     await new Promise((r) => setTimeout(r, 300));
@@ -121,7 +125,9 @@ describe('SQLite store', () => {
     const s = openSqliteStore(path, { writer: 'worker' });
     open.push(s);
     const before = statSync(path).size;
-    await Promise.all(Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false })));
+    await Promise.all(
+      Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false })),
+    );
     // the writer never checkpoints (wal_autocheckpoint = 0) and 300 records are below SQLite's 1,000-page
     // threshold anyway: only the checkpoint thread moves pages into the database file
     const deadline = Date.now() + 3000;
