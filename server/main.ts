@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
-import { DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import { pooledRandom } from '../pki/serial.js';
@@ -15,7 +14,7 @@ import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import { loadNativeEcdsa, type NativeEcdsa } from './native-ecdsa.js';
-import { loadFactoryPki, type FactoryPki } from './pki-dir.js';
+import { loadFactoryPki, signingFrom, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createSignService } from './sign-service.js';
 import { createUpstreamClient, readUpstreamToken } from './upstream.js';
@@ -94,10 +93,8 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       : undefined;
 
   const signService = createSignService({
-    ca: pki.local,
-    rootPem: pki.rootPem,
+    ...signingFrom(pki),
     store,
-    policy: { factory: pki.local.factory, ...DEFAULT_KEY_POLICY },
     settings: {
       ...urls,
       validityDays: config.validityDays,

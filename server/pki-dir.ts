@@ -8,6 +8,7 @@ import { KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES, type PkiFile } from '../pki/factory-pki.js';
 import { nameValue } from '../pki/name.js';
 import { OID } from '../pki/oids.js';
+import { DEFAULT_KEY_POLICY, type DevicePolicy } from '../pki/policy.js';
 import type { Signer } from '../pki/signer.js';
 
 export interface FactoryPki {
@@ -94,3 +95,10 @@ export function writeFactoryPki(dir: string, files: PkiFile[]): void {
     throw new KilnError('unavailable', `cannot write the PKI to ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
   }
 }
+
+/** What the sign pipeline takes from a factory PKI: the local CA, the root to hand out, the device policy. */
+export const signingFrom = (pki: FactoryPki): { ca: Ca; rootPem: string; policy: DevicePolicy } => ({
+  ca: pki.local,
+  rootPem: pki.rootPem,
+  policy: { factory: pki.local.factory, ...DEFAULT_KEY_POLICY },
+});

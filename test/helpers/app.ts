@@ -4,7 +4,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_KEY_POLICY } from '../../pki/policy.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, createRequestListener } from '../../server/app.js';
@@ -12,7 +11,7 @@ import { openSqliteStore } from '../../server/db/sqlite/store.js';
 import type { Store } from '../../server/db/store.js';
 import { createJsonLogger } from '../../server/logger.js';
 import { loadNativeEcdsa } from '../../server/native-ecdsa.js';
-import { loadFactoryPki, type FactoryPki } from '../../server/pki-dir.js';
+import { loadFactoryPki, signingFrom, type FactoryPki } from '../../server/pki-dir.js';
 import { createSignService, type SignSettings } from '../../server/sign-service.js';
 import { makePkiDir } from './pki.js';
 
@@ -38,10 +37,8 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
   let logs = '';
   const logger = createJsonLogger((l) => (logs += l));
   const signService = createSignService({
-    ca: pki.local,
-    rootPem: pki.rootPem,
+    ...signingFrom(pki),
     store,
-    policy: { factory: pki.local.factory, ...DEFAULT_KEY_POLICY },
     settings: {
       gateway: 'https://gw.acme.test:8443',
       ostree: 'https://ostree.acme.test:8443',
