@@ -121,6 +121,14 @@ static void execute(napi_env env, void *arg) {
   ERR_clear_error();
 }
 
+/* a job's own memory and its reference on the signing key */
+static void free_job(job_t *job) {
+  EC_KEY_free(job->key);
+  free(job->data);
+  free(job->tbs);
+  free(job);
+}
+
 static napi_value error_value(napi_env env, const char *message) {
   napi_value msg, err;
   napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
@@ -152,10 +160,7 @@ static void complete(napi_env env, napi_status status, void *arg) {
   napi_call_function(env, global, cb, 2, argv, NULL);
   napi_delete_reference(env, job->callback);
   napi_delete_async_work(env, job->work);
-  EC_KEY_free(job->key);
-  free(job->data);
-  free(job->tbs);
-  free(job);
+  free_job(job);
 }
 
 static int get_bytes(napi_env env, napi_value v, unsigned char **data, size_t *len) {
@@ -241,10 +246,7 @@ static napi_value queue(napi_env env, job_t *job, napi_value callback, const cha
   napi_typeof(env, callback, &t);
   if (error == NULL && t != napi_function) error = "callback must be a function";
   if (error != NULL) {
-    EC_KEY_free(job->key);
-    free(job->data);
-    free(job->tbs);
-    free(job);
+    free_job(job);
     return throw_type(env, error);
   }
   napi_value name;
