@@ -51,6 +51,8 @@ interface Level {
   serverCpuMs: number;
   eventLoopCpuMs: number;
   clientCpuMs: number;
+  /** Times per request the event loop was switched out while it could run (another thread took its core). */
+  eventLoopPreempted: number;
   /** latency_ms from the server's own request log line: time inside the server */
   serverP50Ms: number;
   serverP99Ms: number;
@@ -114,7 +116,6 @@ function rssPeakMb(pid: number): number {
   return Math.round(kb / 102.4) / 10;
 }
 
-/** utime + stime of the server's processes, all threads, in ms. */
 /** user + system CPU of a /proc stat file, in ms */
 function statCpuMs(file: string): number {
   const stat = readFileSync(file, 'utf8');
@@ -127,6 +128,9 @@ const cpuMs = (pid: number): number => processTree(pid).reduce((sum, p) => sum +
 
 /** The server's event-loop thread alone: the stage every request passes through twice. */
 const eventLoopCpuMs = (pid: number): number => statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+/** Involuntary context switches of the event-loop thread. */
+const eventLoopPreemptions = (pid: number): number =>
+  Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
 async function drive(
@@ -150,6 +154,7 @@ async function drive(
   const started = performance.now();
   const serverCpu0 = cpuMs(pid);
   const loopCpu0 = eventLoopCpuMs(pid);
+  const preempted0 = eventLoopPreemptions(pid);
   const clientCpu0 = process.cpuUsage();
   const worker = async (): Promise<void> => {
     while (next < encoded.length) {
@@ -170,6 +175,7 @@ async function drive(
   const seconds = (performance.now() - started) / 1000;
   const serverCpu = cpuMs(pid) - serverCpu0;
   const loopCpu = eventLoopCpuMs(pid) - loopCpu0;
+  const preempted = eventLoopPreemptions(pid) - preempted0;
   const clientCpu = process.cpuUsage(clientCpu0);
   await pool.close();
   latencies.sort((a, b) => a - b);
@@ -185,6 +191,7 @@ async function drive(
     serverCpuMs: Math.round((serverCpu / bodies.length) * 1000) / 1000,
     eventLoopCpuMs: Math.round((loopCpu / bodies.length) * 1000) / 1000,
     clientCpuMs: Math.round(((clientCpu.user + clientCpu.system) / 1000 / bodies.length) * 1000) / 1000,
+    eventLoopPreempted: Math.round((preempted / bodies.length) * 100) / 100,
     serverP50Ms: pct(inServer, 50),
     serverP99Ms: pct(inServer, 99),
   };
@@ -361,11 +368,11 @@ async function main(): Promise<void> {
     '',
   ];
   out.push(
-    'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen',
+    'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen  loop preempted/req',
   );
   for (const l of levels) {
     out.push(
-      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}`,
+      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}  ${l.eventLoopPreempted.toFixed(2).padStart(19)}`,
     );
   }
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);

@@ -13,7 +13,9 @@ import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial } from '../pki/serial.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
 import { createRequire } from 'node:module';
-import { loadNativeEcdsa, NATIVE_ECDSA } from './native-ecdsa.js';
+import { Worker } from 'node:worker_threads';
+import { ownPolicy, SCHED_BATCH, SCHED_OTHER, threadPolicies } from '../test/helpers/sched.js';
+import { backgroundThread, loadNativeEcdsa, NATIVE_ECDSA } from './native-ecdsa.js';
 
 const loaded = loadNativeEcdsa();
 const verify = loaded.verifier!;
@@ -179,6 +181,33 @@ describe('native EC signer', () => {
     const sigs = await Promise.all(data.map((d) => signer.sign(d)));
     sigs.forEach((sig, i) => expect(verifies(signer, data[i], sig)).toBe(true));
     expect(new Set(sigs.map((s) => s.toString('hex'))).size).toBe(256);
+  });
+
+  it('the pool threads that ran its jobs are SCHED_BATCH; the thread that queued them is not', async () => {
+    const signer = loaded.pemSigner(pemOf(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey));
+    await Promise.all(Array.from({ length: 64 }, () => signer.sign(randomBytes(100))));
+    expect(threadPolicies().filter((p) => p === SCHED_BATCH).length).toBeGreaterThanOrEqual(1);
+    expect(ownPolicy()).toBe(SCHED_OTHER);
+  });
+
+  it('backgroundThread() makes the calling thread SCHED_BATCH, and only it; false without the addon', async () => {
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const { readFileSync } = require('node:fs');
+      const policy = () => { const s = readFileSync('/proc/thread-self/stat', 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[38]); };
+      const before = policy();
+      const ok = require(workerData).backgroundThread();
+      parentPort.postMessage({ before, ok, after: policy() });`;
+    const worker = new Worker(code, { eval: true, workerData: NATIVE_ECDSA() });
+    const seen = await new Promise<{ before: number; ok: boolean; after: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    await worker.terminate();
+    expect(seen).toEqual({ before: SCHED_OTHER, ok: true, after: SCHED_BATCH });
+    expect(ownPolicy()).toBe(SCHED_OTHER);
+    expect(backgroundThread('/nonexistent/kiln_ecdsa.node')).toBe(false);
+    expect(ownPolicy()).toBe(SCHED_OTHER);
   });
 
   it('verifyAndSign signs only for a CSR whose signature verifies', async () => {

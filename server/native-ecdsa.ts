@@ -26,6 +26,7 @@ type Addon = {
     tbs: Uint8Array,
     cb: Callback<Buffer | 0 | -1>,
   ): void;
+  backgroundThread(): boolean;
 };
 
 export interface NativeEcdsa {
@@ -71,13 +72,24 @@ function nativeSigner(addon: Addon, base: Signer, pem: string | Buffer): Signer 
   };
 }
 
-export function loadNativeEcdsa(path = NATIVE_ECDSA()): NativeEcdsa {
-  let addon: Addon;
+function loadAddon(path: string): Addon | undefined {
   try {
-    addon = createRequire(import.meta.url)(path) as Addon;
+    return createRequire(import.meta.url)(path) as Addon;
   } catch {
-    return { backend: 'node:crypto', pemSigner: createPemSigner };
+    return undefined;
   }
+}
+
+/**
+ * Makes the calling thread SCHED_BATCH (see native/ecdsa.c): woken by the event
+ * loop, it no longer preempts it. For the SQLite writer and checkpoint threads;
+ * false when the addon is not built or the policy was refused.
+ */
+export const backgroundThread = (path = NATIVE_ECDSA()): boolean => loadAddon(path)?.backgroundThread() ?? false;
+
+export function loadNativeEcdsa(path = NATIVE_ECDSA()): NativeEcdsa {
+  const addon = loadAddon(path);
+  if (!addon) return { backend: 'node:crypto', pemSigner: createPemSigner };
   return {
     backend: 'native',
     verifier: (curve, point, hash, data, sig) =>

@@ -13,6 +13,7 @@
 // concurrency 16: the WAL peaks at 13-15 MB, reg/s within the noise).
 import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
+import { backgroundThread } from '../../native-ecdsa.js';
 
 const CHECKPOINT_INTERVAL_MS = 250;
 /** A WAL at least this long after a checkpoint (~4 MB): ask the writer to catch up. */
@@ -23,6 +24,7 @@ interface CheckpointReport {
   log: number;
 }
 
+backgroundThread(); // never preempts the event loop or the writer when its timer fires
 const db = new Database((workerData as { path: string }).path);
 db.pragma('busy_timeout = 5000');
 const timer = setInterval(() => {

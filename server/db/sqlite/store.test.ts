@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../../../test/helpers/pki.js';
 import { KilnError } from '../../../pki/errors.js';
 import type { IssuedCertificate, Store } from '../store.js';
+import { ownPolicy, SCHED_BATCH, SCHED_OTHER, threadPolicies } from '../../../test/helpers/sched.js';
 import { openSqliteStore } from './store.js';
 
 const cert = (uuid: string, serial = randomUUID().replace(/-/g, ''), issuedAt = new Date()): IssuedCertificate => ({
@@ -118,6 +119,18 @@ describe('SQLite store', () => {
     other.close();
     await expect(recorded).resolves.toBeUndefined();
     expect(await s.certificatesOf(uuid)).toHaveLength(1);
+  });
+
+  it('ok/the writer and checkpoint threads are SCHED_BATCH: waking them never preempts the event loop', async () => {
+    const batch = (): number => threadPolicies().filter((p) => p === SCHED_BATCH).length;
+    const before = batch();
+    const s = openSqliteStore(join(tempDir(), 'kiln.db'), { writer: 'worker' });
+    open.push(s);
+    await s.recordIssuance(cert(randomUUID()), { rejectReregistration: false }); // the writer is up, and started the checkpointer
+    const deadline = Date.now() + 3000;
+    while (batch() < before + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(batch()).toBe(before + 2);
+    expect(ownPolicy()).toBe(SCHED_OTHER);
   });
 
   it('ok/with the writer thread, WAL pages reach the database file while the server runs (checkpoint thread)', async () => {

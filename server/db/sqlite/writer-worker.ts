@@ -4,11 +4,14 @@ import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
+import { backgroundThread } from '../../native-ecdsa.js';
 import { createRecorder, type RecordRow } from './recorder.js';
 
 export type WriterRequest = { batch: { id: number; row: RecordRow }[] } | { close: true };
 export type WriterReply = { ids: number[]; errors: ({ code: string; message: string } | null)[] } | { failed: number[]; message: string };
 
+// records are handed over by the event loop: waking this thread must not preempt it
+backgroundThread();
 const sqlite = new Database((workerData as { path: string }).path);
 sqlite.pragma('journal_mode = WAL');
 sqlite.pragma('synchronous = FULL');
