@@ -1,6 +1,7 @@
 // Bundles the CLIs into dist/. kilnctl keeps its npm dependencies external;
 // device-register is one self-contained file (it runs on small boards). Builds
-// the server's native ECDSA addon (native/) with npm's node-gyp into dist/.
+// the server's native addons (native/: ECDSA, the SQLite WAL buffer) with npm's
+// node-gyp into dist/.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, statSync } from 'node:fs';
@@ -34,19 +35,21 @@ function nodeGypArgs() {
   const nodedir = process.env.npm_config_nodedir ?? (existsSync(join(prefix, 'include/node/node_api.h')) ? prefix : undefined);
   return [gyp, 'rebuild', '--release', '--loglevel=warn', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
 }
-const addon = join(root, 'native/build/Release/kiln_ecdsa.node');
-const sources = ['native/ecdsa.c', 'native/binding.gyp'].map((f) => statSync(join(root, f)).mtimeMs);
+const ADDONS = ['kiln_ecdsa', 'kiln_walbuf'];
+const built = (name) => join(root, `native/build/Release/${name}.node`);
+const sources = ['native/ecdsa.c', 'native/walbuf.c', 'native/binding.gyp'].map((f) => statSync(join(root, f)).mtimeMs);
 mkdirSync(join(root, 'dist'), { recursive: true });
 try {
-  if (!existsSync(addon) || statSync(addon).mtimeMs < Math.max(...sources)) {
+  if (ADDONS.some((a) => !existsSync(built(a)) || statSync(built(a)).mtimeMs < Math.max(...sources))) {
     execFileSync(process.execPath, nodeGypArgs(), { cwd: join(root, 'native'), stdio: ['ignore', 'ignore', 'inherit'] });
   }
-  copyFileSync(addon, join(root, 'dist/kiln_ecdsa.node'));
+  for (const a of ADDONS) copyFileSync(built(a), join(root, `dist/${a}.node`));
 } catch (err) {
-  // Not fatal: the server then verifies CSRs through node:crypto (about half the
-  // rate) and says so in its start-up line; the test suite insists on the addon.
-  rmSync(join(root, 'dist/kiln_ecdsa.node'), { force: true });
-  process.stderr.write(`build: native ECDSA addon not built (${String(err.message ?? err).split('\n')[0]}); the server will use node:crypto\n`);
+  // Not fatal: the server then verifies CSRs and signs through node:crypto (about
+  // half the rate) and writes WAL frames one by one; its start-up line says which.
+  // The test suite insists on the addons.
+  for (const a of ADDONS) rmSync(join(root, `dist/${a}.node`), { force: true });
+  process.stderr.write(`build: native addons not built (${String(err.message ?? err).split('\n')[0]}); the server will use node:crypto\n`);
 }
 
 // The Yocto layers ship copies of the device-side files; keep them identical.

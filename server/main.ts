@@ -13,6 +13,7 @@ import type { ServeConfig } from './config.js';
 import { openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
+import { walBufferBuilt } from './db/sqlite/wal-buffer.js';
 import { loadNativeEcdsa, type NativeEcdsa } from './native-ecdsa.js';
 import { loadFactoryPki, signingFrom, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
@@ -139,6 +140,8 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     key: signer.describe().backend,
     ecdsa: ecdsa.backend,
     verify_and_sign: signer.verifyAndSign !== undefined,
+    // the SQLite writer thread's WAL write buffer (native/walbuf.c)
+    wal_buffer: config.db.kind === 'sqlite' && walBufferBuilt(),
   });
 
   return {

@@ -6,15 +6,20 @@ import { fileURLToPath } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { backgroundThread } from '../../native-ecdsa.js';
 import { createRecorder, type RecordRow } from './recorder.js';
+import { armWalBuffer, loadWalBuffer } from './wal-buffer.js';
 
 export type WriterRequest = { batch: { id: number; row: RecordRow }[] } | { close: true };
 export type WriterReply = { ids: number[]; errors: ({ code: string; message: string } | null)[] } | { failed: number[]; message: string };
 
 // records are handed over by the event loop: waking this thread must not preempt it
 backgroundThread();
+// before the connection opens: the WAL buffer is a VFS, chosen when a file is opened
+const walBuffer = loadWalBuffer();
 const sqlite = new Database((workerData as { path: string }).path);
 sqlite.pragma('journal_mode = WAL');
 sqlite.pragma('synchronous = FULL');
+// a commit's WAL frames go to the file in one or two writes, just before its fsync
+if (walBuffer) armWalBuffer(sqlite);
 sqlite.pragma('busy_timeout = 5000');
 // checkpoints happen on their own thread (checkpointer.ts), not inside a batch's COMMIT
 sqlite.pragma('wal_autocheckpoint = 0');
