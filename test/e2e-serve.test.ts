@@ -110,12 +110,12 @@ describe('kilnctl serve, end to end', () => {
     const { uuid, csrPem } = await deviceCsr({ production: true });
     const res = await register(server.url, lmpBody({ csr: csrPem, uuid }));
     expect(res.status).toBe(201);
-    // the built server verifies CSRs with the native addon, and says so once at start
+    // the built server verifies CSRs with the native addon and buffers its WAL writes, and says so once at start
     const started = server
       .logs()
       .split('\n')
       .find((l) => l.includes('"event":"started"'));
-    expect(JSON.parse(started!)).toMatchObject({ ecdsa: 'native', verify_and_sign: true, key: 'file', db: 'sqlite' });
+    expect(JSON.parse(started!)).toMatchObject({ ecdsa: 'native', verify_and_sign: true, wal_buffer: true, key: 'file', db: 'sqlite' });
     const files = JSON.parse(res.text) as Record<string, string>;
     const dev = join(work, uuid);
     run('mkdir', ['-p', dev]);
