@@ -22,7 +22,13 @@ const common = {
 await build({ ...common, entryPoints: ['cli/kilnctl.ts'], outfile: 'dist/kilnctl.js', packages: 'external' });
 await build({ ...common, entryPoints: ['server/db/sqlite/writer-worker.ts'], outfile: 'dist/sqlite-writer.js', packages: 'external' });
 await build({ ...common, entryPoints: ['server/db/sqlite/checkpointer.ts'], outfile: 'dist/sqlite-checkpointer.js', packages: 'external' });
-await build({ ...common, entryPoints: ['cli/device-register.ts'], outfile: 'dist/device-register.js', minify: true, external: ['pkcs11js'] });
+await build({
+  ...common,
+  entryPoints: ['cli/device-register.ts'],
+  outfile: 'dist/device-register.js',
+  minify: true,
+  external: ['pkcs11js'],
+});
 await build({ ...common, entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js', packages: 'external' });
 
 // Node's own headers (they carry OpenSSL's) rather than a download: this
