@@ -2,7 +2,9 @@
 // file CA key by default, or --hsm for a SoftHSM2 token) with undici and prints
 // registrations/s, p50/p99 latency, errors and the server's peak RSS per
 // concurrency level; then the in-process issuance rate and device-register's
-// wall time. Options: --requests N (20000), --levels 1,16,64, --hsm, --json.
+// wall time. Options: --requests N (20000), --levels 1,16,64, --runs N (1: with
+// more, each run has a fresh server and database and the medians are printed
+// last), --hsm, --json.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +37,7 @@ const arg = (name: string, dflt: string): string => {
 const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 const REQUESTS = Number(arg('requests', '20000'));
 const LEVELS = arg('levels', '1,16,64').split(',').map(Number);
+const RUNS = Math.max(1, Number(arg('runs', '1')) || 1);
 const HSM = flag('hsm');
 const JSON_OUT = flag('json');
 const log = (s: string): void => void process.stderr.write(s + '\n');
@@ -202,10 +205,12 @@ interface RunningBench {
   pid: number;
   work: string;
   log: { offset: number };
-  stop: () => void;
+  /** SIGTERM, resolved once the server has exited */
+  stop: () => Promise<void>;
 }
 
-async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv): Promise<RunningBench> {
+/** A server on its own database and log in `runDir`. */
+async function startServer(work: string, runDir: string, caKey: string, env: NodeJS.ProcessEnv): Promise<RunningBench> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(
     process.execPath,
@@ -219,21 +224,25 @@ async function startServer(work: string, caKey: string, env: NodeJS.ProcessEnv):
       '--ca-key',
       caKey,
       '--db',
-      `sqlite:${join(work, 'kiln.db')}`,
+      `sqlite:${join(runDir, 'kiln.db')}`,
       '--listen',
       `127.0.0.1:${port}`,
     ],
     {
       env: { ...process.env, ...env },
       // its JSON log, for the server-side latency of each level
-      stdio: ['ignore', openSync(join(work, 'server.log'), 'w'), 'inherit'],
+      stdio: ['ignore', openSync(join(runDir, 'server.log'), 'w'), 'inherit'],
     },
   );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   process.once('exit', () => child.kill('SIGKILL'));
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, work, log: { offset: 0 }, stop: () => child.kill('SIGTERM') };
+      if ((await fetch(`${url}/healthz`)).ok) {
+        const stop = (): Promise<void> => (child.kill('SIGTERM'), exited);
+        return { url, pid: child.pid!, work: runDir, log: { offset: 0 }, stop };
+      }
     } catch {
       /* starting */
     }
@@ -326,28 +335,89 @@ function verifySamples(work: string, samples: string[]): { checked: number; ok: 
   return { checked: samples.length, ok };
 }
 
-async function main(): Promise<void> {
-  const work = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
-  // the database, PKI and device directories of a run: ~50 MB for 42,000 registrations
-  process.once('exit', () => rmSync(work, { recursive: true, force: true }));
-  const { caKey, env } = setUpPki(work);
-  const plan = LEVELS.map((c) => ({ c, n: c === 1 ? Math.min(REQUESTS, 2000) : REQUESTS }));
-  log(`bench: generating ${plan.reduce((a, p) => a + p.n, 0)} device CSRs`);
-  const bodies = await makeBodies(plan.reduce((a, p) => a + p.n, 0));
-  const server = await startServer(work, caKey, env);
+interface Run {
+  levels: Level[];
+  deviceRegisterMedianMs: number;
+}
+
+/** One run: a fresh server and database, every level, then device-register. */
+async function run(
+  work: string,
+  runDir: string,
+  pki: { caKey: string; env: NodeJS.ProcessEnv },
+  plan: { c: number; n: number }[],
+  bodies: string[],
+  samples: string[],
+): Promise<Run> {
+  mkdirSync(runDir);
+  const server = await startServer(work, runDir, pki.caKey, pki.env);
   const levels: Level[] = [];
-  const samples: string[] = [];
+  const sampled: string[] = []; // 20 answers from each run
   try {
     let offset = 0;
     for (const p of plan) {
       log(`bench: concurrency ${p.c}, ${p.n} requests`);
-      levels.push(await drive(server, bodies.slice(offset, offset + p.n), p.c, samples));
+      levels.push(await drive(server, bodies.slice(offset, offset + p.n), p.c, sampled));
       offset += p.n;
     }
-    var deviceMs = deviceRegisterWallMs(server.url, work, 10);
+    return { levels, deviceRegisterMedianMs: deviceRegisterWallMs(server.url, runDir, 10) };
   } finally {
-    server.stop();
+    await server.stop();
+    samples.push(...sampled);
   }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Per level, the median of each figure over the runs; errors summed, RSS the highest. */
+function medianLevels(runs: Run[]): Level[] {
+  return runs[0].levels.map((first, i) => {
+    const all = runs.map((r) => r.levels[i]);
+    const m = (f: (l: Level) => number): number => median(all.map(f));
+    return {
+      concurrency: first.concurrency,
+      requests: first.requests,
+      perSecond: Math.round(m((l) => l.perSecond)),
+      p50Ms: m((l) => l.p50Ms),
+      p99Ms: m((l) => l.p99Ms),
+      errors: all.reduce((sum, l) => sum + l.errors, 0),
+      peakRssMb: Math.max(...all.map((l) => l.peakRssMb)),
+      serverCpuMs: m((l) => l.serverCpuMs),
+      eventLoopCpuMs: m((l) => l.eventLoopCpuMs),
+      clientCpuMs: m((l) => l.clientCpuMs),
+      eventLoopPreempted: m((l) => l.eventLoopPreempted),
+      serverP50Ms: m((l) => l.serverP50Ms),
+      serverP99Ms: m((l) => l.serverP99Ms),
+    };
+  });
+}
+
+const TABLE_HEADER =
+  'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen  loop preempted/req';
+
+const tableLine = (l: Level): string =>
+  `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}  ${l.eventLoopPreempted.toFixed(2).padStart(19)}`;
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
+  // the databases, PKI and device directories of a run: ~50 MB for 42,000 registrations
+  process.once('exit', () => rmSync(work, { recursive: true, force: true }));
+  const pki = setUpPki(work);
+  const plan = LEVELS.map((c) => ({ c, n: c === 1 ? Math.min(REQUESTS, 2000) : REQUESTS }));
+  log(`bench: generating ${plan.reduce((a, p) => a + p.n, 0)} device CSRs`);
+  const bodies = await makeBodies(plan.reduce((a, p) => a + p.n, 0));
+  const runs: Run[] = [];
+  const samples: string[] = [];
+  for (let r = 1; r <= RUNS; r++) {
+    if (RUNS > 1) log(`bench: run ${r} of ${RUNS}`);
+    // every run registers the same devices, each time into a fresh database
+    runs.push(await run(work, join(work, `run-${r}`), pki, plan, bodies, samples));
+  }
+  const levels = RUNS > 1 ? medianLevels(runs) : runs[0].levels;
+  const deviceMs = Math.round(median(runs.map((r) => r.deviceRegisterMedianMs)));
   const inProcess = await inProcessRate(3);
   const verified = verifySamples(work, samples);
   const result = {
@@ -355,6 +425,7 @@ async function main(): Promise<void> {
     caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
     csrVerify: ECDSA.backend,
     levels,
+    ...(RUNS > 1 ? { runs } : {}),
     inProcessCertificatesPerSecond: inProcess,
     deviceRegisterMedianMs: deviceMs,
     opensslVerifiedSamples: verified,
@@ -367,16 +438,13 @@ async function main(): Promise<void> {
     `Kiln /sign benchmark — ${result.machine.cpus} cores, ${result.machine.model}, Node ${result.machine.node}, CA key: ${result.caKey}, CSR verification: ${result.csrVerify}`,
     '',
   ];
-  out.push(
-    'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen  loop preempted/req',
-  );
-  for (const l of levels) {
-    out.push(
-      `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}  ${l.eventLoopPreempted.toFixed(2).padStart(19)}`,
-    );
+  if (RUNS > 1) {
+    runs.forEach((r, i) => out.push(`run ${i + 1}`, TABLE_HEADER, ...r.levels.map(tableLine), ''));
+    out.push(`median of ${RUNS} runs (errors: all runs; RSS: the highest)`);
   }
+  out.push(TABLE_HEADER, ...levels.map(tableLine));
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);
-  out.push(`device-register, one registration (median of 10): ${deviceMs} ms`);
+  out.push(`device-register, one registration (median of 10${RUNS > 1 ? ' per run, median of the runs' : ''}): ${deviceMs} ms`);
   out.push(`openssl verify of ${verified.checked} sampled certificates: ${verified.ok} OK`);
   process.stdout.write(out.join('\n') + '\n');
 }
