@@ -59,19 +59,26 @@ interface Level {
   /** latency_ms from the server's own request log line: time inside the server */
   serverP50Ms: number;
   serverP99Ms: number;
+  /** medians of the request lines' sign_ms (verify + sign, pool wait included) and record_ms (group commit) */
+  signP50Ms: number;
+  recordP50Ms: number;
 }
 
-/** The server's /sign latencies logged since the last call. */
-function serverLatencies(work: string, from: { offset: number }): number[] {
+/** The server's /sign latencies logged since the last call: the whole request, signing, recording. */
+function serverLatencies(work: string, from: { offset: number }): { total: number[]; sign: number[]; record: number[] } {
   const text = readFileSync(join(work, 'server.log'), 'utf8');
   const lines = text.slice(from.offset).split('\n');
   from.offset = text.length - lines[lines.length - 1].length;
-  const out: number[] = [];
+  const out = { total: [] as number[], sign: [] as number[], record: [] as number[] };
   for (const line of lines.slice(0, -1)) {
-    const entry = JSON.parse(line) as { event?: string; path?: string; latency_ms?: number };
-    if (entry.event === 'request' && entry.path === '/sign' && entry.latency_ms !== undefined) out.push(entry.latency_ms);
+    const e = JSON.parse(line) as { event?: string; path?: string; latency_ms?: number; sign_ms?: number; record_ms?: number };
+    if (e.event !== 'request' || e.path !== '/sign' || e.latency_ms === undefined) continue;
+    out.total.push(e.latency_ms);
+    if (e.sign_ms !== undefined) out.sign.push(e.sign_ms);
+    if (e.record_ms !== undefined) out.record.push(e.record_ms);
   }
-  return out.sort((a, b) => a - b);
+  for (const a of Object.values(out)) a.sort((x, y) => x - y);
+  return out;
 }
 
 function lmpBody(csr: string, uuid: string): string {
@@ -195,8 +202,10 @@ async function drive(
     eventLoopCpuMs: Math.round((loopCpu / bodies.length) * 1000) / 1000,
     clientCpuMs: Math.round(((clientCpu.user + clientCpu.system) / 1000 / bodies.length) * 1000) / 1000,
     eventLoopPreempted: Math.round((preempted / bodies.length) * 100) / 100,
-    serverP50Ms: pct(inServer, 50),
-    serverP99Ms: pct(inServer, 99),
+    serverP50Ms: pct(inServer.total, 50),
+    serverP99Ms: pct(inServer.total, 99),
+    signP50Ms: pct(inServer.sign, 50),
+    recordP50Ms: pct(inServer.record, 50),
   };
 }
 
@@ -391,15 +400,17 @@ function medianLevels(runs: Run[]): Level[] {
       eventLoopPreempted: m((l) => l.eventLoopPreempted),
       serverP50Ms: m((l) => l.serverP50Ms),
       serverP99Ms: m((l) => l.serverP99Ms),
+      signP50Ms: m((l) => l.signP50Ms),
+      recordP50Ms: m((l) => l.recordP50Ms),
     };
   });
 }
 
 const TABLE_HEADER =
-  'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen  loop preempted/req';
+  'concurrency  requests   reg/s   p50 ms   p99 ms  in server p50/p99 ms  errors  server peak RSS MB  CPU ms/req: server (event loop)  load gen  loop preempted/req  p50 ms: sign / record';
 
 const tableLine = (l: Level): string =>
-  `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}  ${l.eventLoopPreempted.toFixed(2).padStart(19)}`;
+  `${String(l.concurrency).padStart(11)}  ${String(l.requests).padStart(8)}  ${String(l.perSecond).padStart(6)}  ${l.p50Ms.toFixed(2).padStart(7)}  ${l.p99Ms.toFixed(2).padStart(7)}  ${`${l.serverP50Ms.toFixed(2)} / ${l.serverP99Ms.toFixed(2)}`.padStart(20)}  ${String(l.errors).padStart(6)}  ${String(l.peakRssMb).padStart(18)}  ${`${l.serverCpuMs.toFixed(3)} (${l.eventLoopCpuMs.toFixed(3)})`.padStart(31)}  ${l.clientCpuMs.toFixed(3).padStart(8)}  ${l.eventLoopPreempted.toFixed(2).padStart(19)}  ${`${l.signP50Ms.toFixed(2)} / ${l.recordP50Ms.toFixed(2)}`.padStart(21)}`;
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'kiln-bench-'));

@@ -137,6 +137,12 @@ describe('POST /sign', () => {
     expect(line.request_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(line.serial).toMatch(/^[0-9a-f]{32}$/);
     expect(typeof line.latency_ms).toBe('number');
+    // the two waits inside it: signing (thread pool) and recording (group commit)
+    for (const stage of ['sign_ms', 'record_ms']) {
+      expect(line[stage]).toBeGreaterThan(0);
+      expect(line[stage]).toBeLessThanOrEqual(line.latency_ms as number);
+    }
+    expect((line.sign_ms as number) + (line.record_ms as number)).toBeLessThanOrEqual(line.latency_ms as number);
     expect(t.rawLogs()).not.toContain('BEGIN');
     expect(t.rawLogs()).not.toContain('OSF-TOKEN');
   });

@@ -30,6 +30,8 @@ export function logServerError(logger: Logger, requestId: string, e: KilnError):
   if (e.httpStatus >= 500) logger.error('server_error', { request_id: requestId, code: e.code, error: String(e.cause ?? e) });
 }
 
+const ms = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.round(v * 100) / 100);
+
 /** The one request line every route writes. */
 export function logRequest(
   logger: Logger,
@@ -40,7 +42,10 @@ export function logRequest(
     method: r.method,
     path: r.path,
     status: r.status,
-    latency_ms: Math.round((performance.now() - r.started) * 100) / 100,
+    latency_ms: ms(performance.now() - r.started),
+    // where a /sign request's time went: the CSR check and signature, the registry commit
+    sign_ms: ms(r.trace.signMs),
+    record_ms: ms(r.trace.recordMs),
     client: r.client,
     uuid: r.trace.uuid,
     serial: r.trace.serial,

@@ -54,6 +54,10 @@ export interface SignTrace {
   serial?: string;
   /** The public reason of a refusal. */
   reason?: string;
+  /** ms spent verifying the CSR and signing (thread-pool or HSM wait included) */
+  signMs?: number;
+  /** ms spent recording in the registry (the group commit's wait included) */
+  recordMs?: number;
 }
 
 /** Registry failures are the server's, not the device's: 503, worth a retry. */
@@ -90,7 +94,9 @@ export function createSignService(deps: SignServiceDeps): SignService {
 
       const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
       const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays });
+      const signStarted = performance.now();
       const pem = certificatePem(await signCertificateForCsr(template, ca.signer, csr, deps.ecVerifier));
+      trace.signMs = performance.now() - signStarted;
       trace.serial = serialHex(serial);
 
       const record: IssuedCertificate = {
@@ -114,10 +120,15 @@ export function createSignService(deps: SignServiceDeps): SignService {
             })
           : undefined,
       };
-      await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration })).catch((err: unknown) => {
+      const recordStarted = performance.now();
+      try {
+        await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
+      } catch (err) {
         trace.serial = undefined; // refused (deny-list, re-registration): this serial was never issued
         throw err;
-      });
+      } finally {
+        trace.recordMs = performance.now() - recordStarted;
+      }
       const upstream = deps.upstream;
       if (upstream?.mode === 'sync')
         await registry(() => upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! }));
