@@ -14,7 +14,7 @@ import { randomSerial } from '../pki/serial.js';
 import { createPemSigner, type Signer } from '../pki/signer.js';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { ownPolicy, SCHED_BATCH, SCHED_OTHER, threadPolicies } from '../test/helpers/sched.js';
+import { ownPolicy, policyFromStat, SCHED_BATCH, SCHED_OTHER, threadPolicies } from '../test/helpers/sched.js';
 import { backgroundThread, loadNativeEcdsa, NATIVE_ECDSA } from './native-ecdsa.js';
 
 const loaded = loadNativeEcdsa();
@@ -194,17 +194,21 @@ describe('native EC signer', () => {
     const code = `
       const { parentPort, workerData } = require('node:worker_threads');
       const { readFileSync } = require('node:fs');
-      const policy = () => { const s = readFileSync('/proc/thread-self/stat', 'utf8'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[38]); };
-      const before = policy();
+      const stat = () => readFileSync('/proc/thread-self/stat', 'utf8');
+      const before = stat();
       const ok = require(workerData).backgroundThread();
-      parentPort.postMessage({ before, ok, after: policy() });`;
+      parentPort.postMessage({ before, ok, after: stat() });`;
     const worker = new Worker(code, { eval: true, workerData: NATIVE_ECDSA() });
-    const seen = await new Promise<{ before: number; ok: boolean; after: number }>((resolve, reject) => {
+    const seen = await new Promise<{ before: string; ok: boolean; after: string }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
     await worker.terminate();
-    expect(seen).toEqual({ before: SCHED_OTHER, ok: true, after: SCHED_BATCH });
+    expect({ before: policyFromStat(seen.before), ok: seen.ok, after: policyFromStat(seen.after) }).toEqual({
+      before: SCHED_OTHER,
+      ok: true,
+      after: SCHED_BATCH,
+    });
     expect(ownPolicy()).toBe(SCHED_OTHER);
     expect(backgroundThread('/nonexistent/kiln_ecdsa.node')).toBe(false);
     expect(ownPolicy()).toBe(SCHED_OTHER);

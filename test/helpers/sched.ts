@@ -4,11 +4,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 export const SCHED_OTHER = 0;
 export const SCHED_BATCH = 3;
 
-/** The policy field (41st) of a /proc stat file. */
-function policyOf(statFile: string): number {
-  const stat = readFileSync(statFile, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
-}
+/** The policy field (41st) of a /proc stat file's text. */
+export const policyFromStat = (stat: string): number => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+
+const policyOf = (statFile: string): number => policyFromStat(readFileSync(statFile, 'utf8'));
 
 /** The policy of every thread of this process. */
 export const threadPolicies = (): number[] =>
