@@ -2,23 +2,20 @@
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
 import { KilnError } from '../pki/errors.js';
-import { DEFAULTS, parseUrlSetting, SETTINGS } from '../server/config.js';
+import { DEFAULTS, SETTINGS, type ServeConfig } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
 import { createUpstreamClient, readUpstreamToken, type UpstreamClient } from '../server/upstream.js';
-import { withStore as withDb } from './shared/db.js';
+import { siteOptions } from './shared/site-options.js';
+import { withStore as withDb, type SiteOpts } from './shared/db.js';
 import type { Store } from '../server/db/store.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 
 interface UpstreamOpts {
-  upstreamApi?: string;
-  upstreamTokenFile?: string;
   factory?: string;
-  pkiDir?: string;
 }
 
-interface DbOpts {
-  db?: string;
+interface DbOpts extends SiteOpts {
   json?: boolean;
 }
 
@@ -38,13 +35,9 @@ function pageArg(o: { limit?: string; offset?: string }): { limit: number; offse
 export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const devices = program.command('devices').description('registered devices and the deny-list');
 
-  const withStore = <T>(o: DbOpts, fn: (store: Store) => Promise<T>): Promise<T> => withDb(o.db, env, fn);
+  const withStore = <T>(o: DbOpts, fn: (store: Store, config: ServeConfig) => Promise<T>): Promise<T> => withDb(o, env, fn);
   const cmd = (name: string, description: string): Command =>
-    devices
-      .command(name)
-      .description(description)
-      .option('--db <url>', `registry database (default $${SETTINGS.db.env} or ${DEFAULTS.db})`)
-      .option('--json', 'print the result as JSON on stdout');
+    siteOptions(devices.command(name).description(description)).option('--json', 'print the result as JSON on stdout');
 
   cmd('list', 'list registered devices, most recently registered first')
     .option('--limit <n>', 'at most this many (default 100)')
@@ -130,23 +123,24 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
 
   const upstreamOpts = (c: Command): Command =>
     c
-      .option('--upstream-api <url>', `upstream device API (default $${SETTINGS.upstreamApi.env})`)
-      .option('--upstream-token-file <file>', `upstream token file (default $${SETTINGS.upstreamTokenFile.env})`)
-      .option('--factory <name>', 'factory name (default: the OU of local-ca.pem in --pki-dir)')
-      .option('--pki-dir <dir>', `PKI directory to read the factory from (default $${SETTINGS.pkiDir.env} or ${DEFAULTS.pkiDir})`);
+      .option('--upstream-api <url>', `upstream device API (default $${SETTINGS.upstreamApi.env} or the config file's)`)
+      .option('--upstream-token-file <file>', `upstream token file (default $${SETTINGS.upstreamTokenFile.env} or the config file's)`)
+      .option('--factory <name>', 'factory name (default: the OU of local-ca.pem in the PKI directory)')
+      .option('--pki-dir <dir>', `PKI directory to read the factory from (default $${SETTINGS.pkiDir.env}, the config file's, or ${DEFAULTS.pkiDir})`);
 
-  const upstreamOf = (o: UpstreamOpts): { client: UpstreamClient; factory: string } => {
-    const api = o.upstreamApi ?? env[SETTINGS.upstreamApi.env];
-    const tokenFile = o.upstreamTokenFile ?? env[SETTINGS.upstreamTokenFile.env];
-    if (!api || !tokenFile) throw usage('needs --upstream-api and --upstream-token-file');
-    const token = readUpstreamToken(tokenFile);
-    const factory = o.factory ?? readFactoryCerts(o.pkiDir ?? env[SETTINGS.pkiDir.env] ?? DEFAULTS.pkiDir).factory;
-    return { client: createUpstreamClient({ api: parseUrlSetting('--upstream-api', api), token, timeoutMs: 30_000 }), factory };
+  const upstreamOf = (o: UpstreamOpts, config: ServeConfig): { client: UpstreamClient; factory: string } => {
+    if (!config.upstream)
+      throw usage(
+        `needs the upstream API: --upstream-api and --upstream-token-file, ${SETTINGS.upstreamApi.env} and ${SETTINGS.upstreamTokenFile.env}, or the config file's`,
+      );
+    const token = readUpstreamToken(config.upstream.tokenFile);
+    const factory = o.factory ?? readFactoryCerts(config.pkiDir).factory;
+    return { client: createUpstreamClient({ api: config.upstream.api, token, timeoutMs: 30_000 }), factory };
   };
 
   upstreamOpts(cmd('sync-denied', 'pull the upstream deny-list (all pages) into the local one')).action((o: DbOpts & UpstreamOpts) =>
-    withStore(o, async (s) => {
-      const { client, factory } = upstreamOf(o);
+    withStore(o, async (s, config) => {
+      const { client, factory } = upstreamOf(o, config);
       const entries = await client.listDenied(factory);
       const added = entries.length
         ? await s.deny(
@@ -167,10 +161,10 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .argument('<uuid...>')
     .option('--upstream', 'also delete them from the upstream deny-list')
     .action((uuids: string[], o: DbOpts & UpstreamOpts & { upstream?: boolean }) =>
-      withStore(o, async (s) => {
+      withStore(o, async (s, config) => {
         const ids = uuidsArg(uuids);
         if (o.upstream) {
-          const { client, factory } = upstreamOf(o);
+          const { client, factory } = upstreamOf(o, config);
           for (const id of ids) await client.deleteDenied(factory, id);
         }
         await s.deleteDenied(ids);

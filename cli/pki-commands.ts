@@ -10,22 +10,33 @@ import type { Signer } from '../pki/signer.js';
 import { formatName } from '../pki/name.js';
 import { assertNoPki, readFactoryCerts, writeFactoryPki } from '../server/pki-dir.js';
 import type { ParsedCertificate } from '../pki/certificate.js';
+import { CONFIG_ENV, DEFAULTS, SETTINGS } from '../server/config.js';
+import { siteConfig } from './shared/db.js';
 import { printResult } from './shared/output.js';
 import { usage } from './shared/run.js';
 
 const HOST_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-function checkName(flag: string, v: string): string {
-  if (!v || /[\u0000-\u001f\u007f]/.test(v) || v.length > 64) throw usage(`${flag} must be 1-64 printable characters`);
+// Factory names are URL path segments upstream (/ota/factories/<factory>/) and the OU of
+// every certificate; owner ids are hex. Letters, digits, '.', '_' and '-', starting with a
+// letter or digit, at most 64: every FoundriesFactory name fits, and nothing else slips in.
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function checkName(flag: string, v: string): string {
+  if (!NAME_RE.test(v))
+    throw usage(`${flag} ${JSON.stringify(v)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   return v;
 }
+
+/** A pkcs11: URI without its query (which may carry a PIN), for display. */
+const keyLocation = (uri: string): string => uri.split('?')[0];
 
 function checkHost(flag: string, v: string): string {
   if (!HOST_RE.test(v)) throw usage(`${flag} ${v}: not a DNS host name`);
   return v;
 }
 
-export function addPkiCommands(program: Command): void {
+export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const pki = program.command('pki').description('create or inspect the factory PKI');
 
   pki
@@ -79,31 +90,43 @@ export function addPkiCommands(program: Command): void {
           () =>
             `Created the ${factory} factory PKI in ${o.dir}:\n${files.map((f) => `  ${f.name}${f.mode === 0o600 ? ' (private key, 0600)' : ''}`).join('\n')}\n`,
         );
-        process.stderr.write(`Keep ${PKI_FILES.rootKey} offline: the server needs only ${PKI_FILES.localKey}.\n`);
+        const serverKey = o.caKey ? `the local CA key in ${keyLocation(o.caKey)}` : PKI_FILES.localKey;
+        process.stderr.write(
+          o.rootKey
+            ? `The root CA key stays in ${keyLocation(o.rootKey)}; the server needs only ${serverKey}.\n`
+            : `Keep ${PKI_FILES.rootKey} offline: the server needs only ${serverKey}.\n`,
+        );
       },
     );
 
   pki
     .command('show')
     .description('print the factory, subjects, expiry and SANs of a PKI directory')
-    .requiredOption('--dir <dir>', 'PKI directory')
+    .option('--dir <dir>', `PKI directory (default $${SETTINGS.pkiDir.env}, the config file's, or ${DEFAULTS.pkiDir})`)
+    .option('--config <file>', `JSON config file, as for kilnctl serve (default $${CONFIG_ENV})`)
     .option('--json', 'print the result as JSON')
-    .action((o: { dir: string; json?: boolean }) => {
-      const p = readFactoryCerts(o.dir);
+    .action((o: { dir?: string; config?: string; json?: boolean }) => {
+      const site = siteConfig({ config: o.config, pkiDir: o.dir }, env);
+      const dir = site.pkiDir;
+      const p = readFactoryCerts(dir);
       const certs = [
         [PKI_FILES.rootCert, p.root],
         [PKI_FILES.localCert, p.local],
         ...(p.tls ? [[PKI_FILES.tlsCert, p.tls] as const] : []),
       ] as const;
+      const hsmKey = isPkcs11Uri(site.caKey) ? keyLocation(site.caKey) : undefined;
       const keys = [PKI_FILES.rootKey, PKI_FILES.localKey, PKI_FILES.tlsKey].map((name) => {
-        const path = join(o.dir, name);
+        const path = join(dir, name);
+        const present = existsSync(path);
         return {
           file: name,
-          present: existsSync(path),
-          mode: existsSync(path) ? (statSync(path).mode & 0o777).toString(8).padStart(4, '0') : null,
+          present,
+          mode: present ? (statSync(path).mode & 0o777).toString(8).padStart(4, '0') : null,
+          // where the server's CA key is when it is not a file here
+          hsm: name === PKI_FILES.localKey && hsmKey ? hsmKey : null,
         };
       });
-      const info = { dir: o.dir, factory: p.factory, certificates: certs.map(([f, c]) => describe(f, c)), keys };
+      const info = { dir, factory: p.factory, certificates: certs.map(([f, c]) => describe(f, c)), keys };
       printResult(!!o.json, info, () => renderShow(info));
     });
 }
@@ -125,7 +148,7 @@ function renderShow(info: {
   dir: string;
   factory: string;
   certificates: ReturnType<typeof describe>[];
-  keys: { file: string; present: boolean; mode: string | null }[];
+  keys: { file: string; present: boolean; mode: string | null; hsm: string | null }[];
 }): string {
   const lines = [`Factory: ${info.factory}`, `Directory: ${info.dir}`, ''];
   for (const c of info.certificates) {
@@ -134,6 +157,12 @@ function renderShow(info: {
     if (c.dnsNames.length) lines.push(`  DNS SANs: ${c.dnsNames.join(', ')}`);
   }
   lines.push('', 'Keys:');
-  for (const k of info.keys) lines.push(`  ${k.file}: ${k.present ? `present, mode ${k.mode}` : 'not here'}`);
+  const absent: Record<string, string> = {
+    [PKI_FILES.rootKey]: 'not in this directory (kept offline, or in an HSM)',
+    [PKI_FILES.localKey]: 'not in this directory: kilnctl serve needs it, or --ca-key pkcs11:… for a key in an HSM',
+    [PKI_FILES.tlsKey]: 'not in this directory (it belongs on the device gateway)',
+  };
+  for (const k of info.keys)
+    lines.push(`  ${k.file}: ${k.hsm ? `in an HSM: ${k.hsm}` : k.present ? `present, mode ${k.mode}` : absent[k.file]}`);
   return lines.join('\n') + '\n';
 }

@@ -1,6 +1,7 @@
 // `kilnctl serve`
 import type { Command } from 'commander';
-import { parseServeConfig } from '../server/config.js';
+import { CONFIG_ENV, parseServeConfig, SETTINGS } from '../server/config.js';
+import { EXIT_CODES_HELP } from './shared/run.js';
 import { batchedLines, createJsonLogger } from '../server/logger.js';
 import { startServer } from '../server/main.js';
 
@@ -23,14 +24,19 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--device-group <group>', 'upstream device group for new devices')
     .option('--upstream-mode <mode>', 'outbox (default: answer at once, deliver durably) or sync (the device waits)')
     .option('--upstream-retry-base-ms <ms>', 'first outbox retry delay; doubles per attempt with jitter, up to 5 min (default 1000)')
+    .option('--log-level <level>', 'error, warn or info (default info: a line per request)')
+    .addHelpText('after', serveHelpFooter())
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { config: configFile, ...flags } = opts;
       const config = parseServeConfig({ flags, env, configFile: configFile as string | undefined });
-      const logger = createJsonLogger(batchedLines((chunk) => process.stdout.write(chunk)));
+      const logger = createJsonLogger(
+        batchedLines((chunk) => process.stdout.write(chunk)),
+        config.logLevel,
+      );
       const server = await startServer(config, logger);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
-          logger.info('stopping', { signal });
+          logger.notice('stopping', { signal });
           void server.close().then(() => {
             // an upstream call in flight must not hold the process for its timeout
             setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref();
@@ -41,4 +47,15 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
         process.once('SIGINT', () => stop('SIGINT'));
       });
     });
+}
+
+function serveHelpFooter(): string {
+  const rows = Object.values(SETTINGS).map((st) => `  ${st.env.padEnd(28)} ${st.flag.padEnd(26)} "${st.key}"`);
+  return `
+Each setting comes from its flag, else its environment variable, else the JSON config file, else the default:
+  ${'variable'.padEnd(28)} ${'flag'.padEnd(26)} config file key
+  ${CONFIG_ENV.padEnd(28)} ${'--config'.padEnd(26)} (the file itself)
+${rows.join('\n')}
+Booleans take true/false, 1/0, yes/no, on/off. A bad value stops the server with one line and exit 78.
+${EXIT_CODES_HELP}`;
 }

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KilnError, unreadable } from '../pki/errors.js';
+import type { LogLevel } from './logger.js';
 import { parseDbUrl, type DbLocation } from './db/open.js';
 
 export interface ServeConfig {
@@ -18,6 +19,8 @@ export interface ServeConfig {
   readonly validityDays: number;
   readonly serialFromUuid: boolean;
   readonly rejectReregistration: boolean;
+  /** Lowest level of log line written: error, warn or info (each request is an info line). */
+  readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
   readonly upstream?: {
     readonly api: string;
@@ -48,6 +51,7 @@ export const SETTINGS = {
   validityDays: { key: 'validityDays', env: 'KILN_VALIDITY_DAYS', flag: '--validity-days' },
   serialFromUuid: { key: 'serialFromUuid', env: 'KILN_SERIAL_FROM_UUID', flag: '--serial-from-uuid' },
   rejectReregistration: { key: 'rejectReregistration', env: 'KILN_REJECT_REREGISTRATION', flag: '--reject-reregistration' },
+  logLevel: { key: 'logLevel', env: 'KILN_LOG_LEVEL', flag: '--log-level' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
   deviceGroup: { key: 'deviceGroup', env: 'KILN_DEVICE_GROUP', flag: '--device-group' },
@@ -55,11 +59,14 @@ export const SETTINGS = {
   upstreamRetryBaseMs: { key: 'upstreamRetryBaseMs', env: 'KILN_UPSTREAM_RETRY_BASE_MS', flag: '--upstream-retry-base-ms' },
 } as const satisfies Record<string, Setting>;
 
+export const CONFIG_ENV = 'KILN_CONFIG';
+
 export const DEFAULTS = {
   pkiDir: './data/pki',
   db: 'sqlite:./data/kiln.db',
   listen: '127.0.0.1:8000',
   validityDays: 7300,
+  logLevel: 'info',
 } as const;
 
 export interface ConfigSources {
@@ -73,6 +80,13 @@ const fail = (msg: string): never => {
   throw new KilnError('config', msg);
 };
 
+/** A value and where it came from, so an error names the flag, variable or file key the operator wrote. */
+export interface Sourced {
+  raw: Raw;
+  /** `--listen x`, `KILN_LISTEN=x`, or `"listen": "x" in kiln.json` */
+  where: string;
+}
+
 function readConfigFile(path: string): Record<string, Raw> {
   let text: string;
   try {
@@ -80,103 +94,136 @@ function readConfigFile(path: string): Record<string, Raw> {
   } catch (err) {
     throw unreadable('config file', path, err);
   }
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    const known = new Set<string>(Object.values(SETTINGS).map((s) => s.key));
-    for (const k of Object.keys(v)) if (!known.has(k)) fail(`config file ${path}: unknown setting "${k}"`);
-    return v as Record<string, Raw>;
+    v = JSON.parse(text);
   } catch (err) {
-    if (err instanceof KilnError) throw err;
-    return fail(`config file ${path} is not a JSON object`);
+    return fail(`config file ${path} is not valid JSON: ${(err as Error).message.split('\n')[0]}`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`config file ${path} must hold a JSON object ({"db": "sqlite:…", …})`);
+  const known = new Set<string>(Object.values(SETTINGS).map((s) => s.key));
+  for (const [k, val] of Object.entries(v as object)) {
+    if (!known.has(k)) fail(`config file ${path}: unknown setting "${k}"`);
+    if (!['string', 'number', 'boolean'].includes(typeof val)) fail(`config file ${path}: "${k}" must be a string, number or boolean`);
+  }
+  return v as Record<string, Raw>;
 }
 
-export function parseListen(v: string): { host: string; port: number } {
+/** Looks settings up in flags, then the environment, then the config file. */
+function settingsReader(src: ConfigSources): { pick(s: Setting): Sourced | undefined; file?: string } {
+  const file = src.configFile ?? (src.env[CONFIG_ENV] || undefined);
+  const fromFile = file ? readConfigFile(file) : {};
+  return {
+    file,
+    pick(s) {
+      const flag = src.flags[s.key];
+      if (flag !== undefined) return { raw: flag, where: typeof flag === 'boolean' ? s.flag : `${s.flag} ${flag}` };
+      const env = src.env[s.env];
+      if (env !== undefined && env !== '') return { raw: env, where: `${s.env}=${env}` };
+      const v = fromFile[s.key];
+      if (v !== undefined) return { raw: v, where: `"${s.key}": ${JSON.stringify(v)} in ${file}` };
+      return undefined;
+    },
+  };
+}
+
+export function parseListen(v: string, where = `--listen ${v}`): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 0 || port > 65535) return fail(`--listen ${v}: expected HOST:PORT`);
+  if (!m || port < 0 || port > 65535) return fail(`${where}: expected HOST:PORT`);
   return { host: m[1] ?? m[2], port };
 }
 
-export function parseUrlSetting(flag: string, v: string): string {
+/**
+ * An http(s) URL. Trailing slashes are dropped (a base URL that Kiln appends to),
+ * unless `keepPath`: the upstream device API is PUT exactly as written, since
+ * `/ota/devices/` and `/ota/devices` are different resources there.
+ */
+export function parseUrlSetting(where: string, v: string, opts: { keepPath?: boolean } = {}): string {
   let u: URL;
   try {
     u = new URL(v);
   } catch {
-    return fail(`${flag} ${v}: not a URL`);
+    return fail(`${where}: not a URL`);
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') fail(`${flag} ${v}: expected an http(s) URL`);
-  if (/["\\\s]/.test(v)) fail(`${flag}: URL must not contain quotes, backslashes or spaces`);
-  return v.replace(/\/+$/, '');
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') fail(`${where}: expected an http(s) URL`);
+  if (/["\\\s]/.test(v)) fail(`${where}: URL must not contain quotes, backslashes or spaces`);
+  return opts.keepPath ? v : v.replace(/\/+$/, '');
 }
 
-function parseBool(flag: string, v: Raw): boolean {
+function parseBool(where: string, v: Raw): boolean {
   if (typeof v === 'boolean') return v;
   const s = String(v).toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(s)) return true;
   if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
-  return fail(`${flag}: expected true or false, got "${v}"`);
+  return fail(`${where}: expected true or false`);
 }
 
-function parseDays(flag: string, v: Raw): number {
+function parseDays(where: string, v: Raw): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 36500) fail(`${flag} ${v}: expected a whole number of days between 1 and 36500`);
+  if (!Number.isInteger(n) || n < 1 || n > 36500) fail(`${where}: expected a whole number of days between 1 and 36500`);
   return n;
 }
 
-function parseMs(flag: string, v: Raw): number {
+function parseMs(where: string, v: Raw): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 3_600_000) fail(`${flag} ${v}: expected milliseconds between 1 and 3600000`);
+  if (!Number.isInteger(n) || n < 1 || n > 3_600_000) fail(`${where}: expected milliseconds between 1 and 3600000`);
   return n;
+}
+
+const LOG_LEVELS = ['error', 'warn', 'info'] as const;
+function parseLogLevel(where: string, v: Raw): LogLevel {
+  const s = String(v).toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(s)) fail(`${where}: expected ${LOG_LEVELS.join(', ')}`);
+  return s as LogLevel;
 }
 
 export function parseServeConfig(src: ConfigSources): ServeConfig {
-  const file = src.configFile ?? src.env.KILN_CONFIG;
-  const fromFile = file ? readConfigFile(file) : {};
-  const pick = (s: Setting): Raw => {
-    const flag = src.flags[s.key];
-    if (flag !== undefined) return flag;
-    const env = src.env[s.env];
-    if (env !== undefined && env !== '') return env;
-    return fromFile[s.key];
-  };
-  const str = (s: Setting, dflt?: string): string | undefined => {
+  const { pick } = settingsReader(src);
+  const str = (s: Setting): Sourced | undefined => {
     const v = pick(s);
-    return v === undefined ? dflt : String(v);
+    return v === undefined ? undefined : { raw: String(v.raw), where: v.where };
+  };
+  const withDefault = <T>(s: Setting, parse: (where: string, v: Raw) => T, dflt: Raw): T => {
+    const v = pick(s);
+    return v === undefined ? parse(s.flag, dflt) : parse(v.where, v.raw);
   };
 
-  const pkiDir = str(SETTINGS.pkiDir, DEFAULTS.pkiDir)!;
+  const pkiDir = String(str(SETTINGS.pkiDir)?.raw ?? DEFAULTS.pkiDir);
+  const db = str(SETTINGS.db);
+  const listen = str(SETTINGS.listen);
   const gateway = str(SETTINGS.gateway);
   const ostree = str(SETTINGS.ostree);
-  const config: ServeConfig = {
+  const config = {
     pkiDir,
-    caKey: str(SETTINGS.caKey, join(pkiDir, 'local-ca.key'))!,
-    db: parseDbUrl(str(SETTINGS.db, DEFAULTS.db)!),
-    listen: parseListen(str(SETTINGS.listen, DEFAULTS.listen)!),
-    gateway: gateway === undefined ? undefined : parseUrlSetting(SETTINGS.gateway.flag, gateway),
-    ostree: ostree === undefined ? undefined : parseUrlSetting(SETTINGS.ostree.flag, ostree),
-    validityDays: parseDays(SETTINGS.validityDays.flag, pick(SETTINGS.validityDays) ?? DEFAULTS.validityDays),
-    serialFromUuid: parseBool(SETTINGS.serialFromUuid.flag, pick(SETTINGS.serialFromUuid) ?? false),
-    rejectReregistration: parseBool(SETTINGS.rejectReregistration.flag, pick(SETTINGS.rejectReregistration) ?? false),
+    caKey: String(str(SETTINGS.caKey)?.raw ?? join(pkiDir, 'local-ca.key')),
+    db: parseDbUrl(String(db?.raw ?? DEFAULTS.db), db?.where),
+    listen: listen ? parseListen(String(listen.raw), listen.where) : parseListen(DEFAULTS.listen),
+    gateway: gateway === undefined ? undefined : parseUrlSetting(gateway.where, String(gateway.raw)),
+    ostree: ostree === undefined ? undefined : parseUrlSetting(ostree.where, String(ostree.raw)),
+    validityDays: withDefault(SETTINGS.validityDays, parseDays, DEFAULTS.validityDays),
+    serialFromUuid: withDefault(SETTINGS.serialFromUuid, parseBool, false),
+    rejectReregistration: withDefault(SETTINGS.rejectReregistration, parseBool, false),
+    logLevel: withDefault(SETTINGS.logLevel, parseLogLevel, DEFAULTS.logLevel),
   };
   const api = str(SETTINGS.upstreamApi);
   const tokenFile = str(SETTINGS.upstreamTokenFile);
-  const mode = str(SETTINGS.upstreamMode) ?? 'outbox';
-  if (mode !== 'sync' && mode !== 'outbox') fail(`--upstream-mode ${mode}: expected sync or outbox`);
+  const group = str(SETTINGS.deviceGroup);
+  const mode = str(SETTINGS.upstreamMode);
+  if (mode && mode.raw !== 'sync' && mode.raw !== 'outbox') fail(`${mode.where}: expected sync or outbox`);
   if (api !== undefined && tokenFile === undefined)
-    fail('--upstream-api needs --upstream-token-file (the token with scope devices:create)');
-  if (api === undefined && (tokenFile ?? str(SETTINGS.deviceGroup)) !== undefined)
-    fail('--upstream-token-file and --device-group need --upstream-api');
+    fail(`${api.where} needs an upstream token file too (--upstream-token-file or ${SETTINGS.upstreamTokenFile.env}: the token with scope devices:create)`);
+  if (api === undefined && (tokenFile ?? group) !== undefined)
+    fail(`${(tokenFile ?? group)!.where} needs an upstream API (--upstream-api or ${SETTINGS.upstreamApi.env})`);
   const upstream =
     api === undefined
       ? undefined
       : Object.freeze({
-          api: parseUrlSetting(SETTINGS.upstreamApi.flag, api),
-          tokenFile: tokenFile!,
-          group: str(SETTINGS.deviceGroup),
-          mode: mode as 'sync' | 'outbox',
-          retryBaseMs: parseMs(SETTINGS.upstreamRetryBaseMs.flag, pick(SETTINGS.upstreamRetryBaseMs) ?? 1000),
+          api: parseUrlSetting(api.where, String(api.raw), { keepPath: true }),
+          tokenFile: String(tokenFile!.raw),
+          group: group === undefined ? undefined : String(group.raw),
+          mode: (mode?.raw ?? 'outbox') as 'sync' | 'outbox',
+          retryBaseMs: withDefault(SETTINGS.upstreamRetryBaseMs, parseMs, 1000),
         });
   return Object.freeze({ ...config, listen: Object.freeze(config.listen), db: Object.freeze(config.db), upstream });
 }

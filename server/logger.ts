@@ -4,20 +4,25 @@
 export type LogFields = Record<string, string | number | boolean | undefined | null>;
 
 export interface Logger {
+  /** Start-up and shutdown lines: written at every log level. */
+  notice(event: string, fields?: LogFields): void;
   info(event: string, fields?: LogFields): void;
   warn(event: string, fields?: LogFields): void;
   error(event: string, fields?: LogFields): void;
 }
 
-export function createJsonLogger(write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
-  const emit = (level: string, event: string, fields: LogFields = {}): void => {
-    write(JSON.stringify({ time: new Date().toISOString(), level, event, ...fields }) + '\n');
+export type LogLevel = 'error' | 'warn' | 'info';
+
+const RANK: Record<LogLevel | 'notice', number> = { notice: -1, error: 0, warn: 1, info: 2 };
+
+/** Lines below `level` are not written (`warn` drops the per-request lines). */
+export function createJsonLogger(write: (line: string) => void = (l) => process.stdout.write(l), level: LogLevel = 'info'): Logger {
+  const emit = (lvl: LogLevel | 'notice', event: string, fields: LogFields = {}): void => {
+    write(JSON.stringify({ time: new Date().toISOString(), level: lvl, event, ...fields }) + '\n');
   };
-  return {
-    info: (e, f) => emit('info', e, f),
-    warn: (e, f) => emit('warn', e, f),
-    error: (e, f) => emit('error', e, f),
-  };
+  const noop = (): void => {};
+  const at = (lvl: LogLevel | 'notice'): Logger['info'] => (RANK[lvl] <= RANK[level] ? (e, f) => emit(lvl, e, f) : noop);
+  return { notice: at('notice'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
 /**
@@ -40,4 +45,4 @@ export function batchedLines(write: (chunk: string) => void): (line: string) => 
   };
 }
 
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+export const silentLogger: Logger = { notice() {}, info() {}, warn() {}, error() {} };

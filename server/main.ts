@@ -1,9 +1,12 @@
 // Composition root: turns a ServeConfig into a running server.
 import { randomBytes, verify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
+import { PKI_FILES } from '../pki/factory-pki.js';
+import { VERSION } from '../pki/version.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import { pooledRandom } from '../pki/serial.js';
@@ -42,7 +45,12 @@ async function loadCaSigner(config: ServeConfig, ecdsa: NativeEcdsa): Promise<Si
   try {
     pem = readFileSync(config.caKey, 'utf8');
   } catch (err) {
-    throw unreadable('CA key', config.caKey, err);
+    // the usual first mistake: no PKI yet
+    const noPki = (err as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(join(config.pkiDir, PKI_FILES.localCert));
+    const hint = noPki
+      ? ` (${config.pkiDir} holds no PKI: create one with kilnctl pki init --dir ${config.pkiDir} --factory NAME --gateway-dns HOST, or ./scripts/serve for a dev PKI)`
+      : '';
+    throw unreadable('CA key', config.caKey, err, hint);
   }
   return ecdsa.pemSigner(pem);
 }
@@ -131,12 +139,17 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
-  logger.info('started', {
+  logger.notice('started', {
+    version: VERSION,
     url,
     factory: pki.local.factory,
     gateway: urls.gateway,
     ostree: urls.ostree,
     db: config.db.kind,
+    // who may register: open is the reference's behaviour (any valid CSR)
+    enrollment: 'open',
+    upstream: config.upstream ? config.upstream.mode : 'detached',
+    log_level: config.logLevel,
     key: signer.describe().backend,
     ecdsa: ecdsa.backend,
     verify_and_sign: signer.verifyAndSign !== undefined,

@@ -1,7 +1,7 @@
 // Delivering devices to the upstream device API: the outbox worker (default,
 // durable, retrying) and the synchronous path (the reference's behaviour).
 import { KilnError } from '../pki/errors.js';
-import type { OutboxEntry, Store } from './db/store.js';
+import type { OutboxEntry, Store, UpstreamPause } from './db/store.js';
 import type { Logger } from './logger.js';
 import { backoffMs, type Delivery, type UpstreamClient } from './upstream.js';
 
@@ -52,11 +52,15 @@ export function startOutboxWorker(deps: Deps): OutboxWorker {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = false;
-  let pausedUntil = 0;
-  let authDetail: string | undefined;
+  // the pause lives in the registry (kilnctl upstream status shows it, upstream retry lifts it);
+  // this is the worker's last reading of it
+  let pause: UpstreamPause | undefined;
+  const paused = (): boolean => pause !== undefined && deps.clock() < pause.until;
 
   const deliver = async (e: OutboxEntry): Promise<void> => {
     const attempt = e.attempts + 1;
+    // back-off and give-up count from the last operator retry
+    const sinceRetry = attempt - e.attemptsBeforeRetry;
     const started = performance.now();
     const d = await deps.upstream.createDevice(e.body);
     logDelivery(deps.logger, e, attempt, d, performance.now() - started);
@@ -73,24 +77,25 @@ export function startOutboxWorker(deps: Deps): OutboxWorker {
       return;
     }
     if (d.kind === 'auth') {
-      pausedUntil = now.getTime() + p.authPauseMs;
-      authDetail = `HTTP ${d.status}: ${d.body}`;
+      const reason = `HTTP ${d.status}: ${d.body}`;
+      pause = { until: new Date(now.getTime() + p.authPauseMs), reason, pausedAt: now };
       deps.logger.error('upstream_auth_failed', { status: d.status, reason: d.body, paused_s: Math.round(p.authPauseMs / 1000) });
+      await deps.store.pauseUpstream(pause);
       await deps.store.updateOutbox(e.serial, {
         status: 'pending',
         attempts: attempt,
-        nextAttemptAt: new Date(pausedUntil),
-        lastError: authDetail,
+        nextAttemptAt: pause.until,
+        lastError: reason,
         deliveredAt: null,
       });
       return;
     }
     const lastError = d.kind === 'rejected' ? `HTTP ${d.status}: ${d.body}` : d.error;
-    const give = d.kind === 'rejected' || attempt >= p.maxAttempts;
+    const give = d.kind === 'rejected' || sinceRetry >= p.maxAttempts;
     await deps.store.updateOutbox(e.serial, {
       status: give ? 'failed' : 'pending',
       attempts: attempt,
-      nextAttemptAt: new Date(now.getTime() + backoffMs(attempt, p.baseMs, p.capMs, random)),
+      nextAttemptAt: new Date(now.getTime() + backoffMs(sinceRetry, p.baseMs, p.capMs, random)),
       lastError,
       deliveredAt: null,
     });
@@ -100,12 +105,11 @@ export function startOutboxWorker(deps: Deps): OutboxWorker {
     timer = undefined;
     let more = false;
     try {
-      if (Date.now() >= pausedUntil) {
-        authDetail = undefined;
+      pause = await deps.store.upstreamPause(deps.clock());
+      if (!paused()) {
         const due = await deps.store.dueOutbox(deps.clock(), 16);
-        for (let i = 0; i < due.length && !stopped && Date.now() >= pausedUntil; i += 4)
-          await Promise.all(due.slice(i, i + 4).map(deliver));
-        more = due.length === 16;
+        for (let i = 0; i < due.length && !stopped && !paused(); i += 4) await Promise.all(due.slice(i, i + 4).map(deliver));
+        more = due.length === 16 && !paused();
       }
     } catch (err) {
       deps.logger.error('upstream_worker_error', { error: (err as Error).message });
@@ -117,12 +121,12 @@ export function startOutboxWorker(deps: Deps): OutboxWorker {
   timer = setTimeout(() => void run(), 0);
   return {
     kick() {
-      if (!running && !stopped && Date.now() >= pausedUntil) {
+      if (!running && !stopped && !paused()) {
         clearTimeout(timer);
         timer = setTimeout(() => void run(), 0);
       }
     },
-    state: () => (Date.now() < pausedUntil ? { state: 'auth_failed', detail: authDetail } : { state: 'running' }),
+    state: () => (paused() ? { state: 'auth_failed', detail: pause!.reason } : { state: 'running' }),
     async stop() {
       stopped = true;
       clearTimeout(timer);

@@ -1,15 +1,16 @@
 // The factory PKI directory on disk, in the layout `fioctl keys ca create` writes.
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCa, type Ca } from '../pki/ca.js';
 import { certificatePem, parseCertificate, pemCertificates, type ParsedCertificate } from '../pki/certificate.js';
-import { KilnError, unreadable } from '../pki/errors.js';
+import { fileError, KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES, type PkiFile } from '../pki/factory-pki.js';
 import { nameValue } from '../pki/name.js';
 import { OID } from '../pki/oids.js';
 import { DEFAULT_KEY_POLICY, type DevicePolicy } from '../pki/policy.js';
 import type { Signer } from '../pki/signer.js';
+import { makeDirs } from './make-dirs.js';
 
 export interface FactoryPki {
   dir: string;
@@ -82,17 +83,17 @@ export function assertNoPki(dir: string): void {
 
 export function writeFactoryPki(dir: string, files: PkiFile[]): void {
   assertNoPki(dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirs(dir, 0o700);
   const written: string[] = [];
-  try {
-    for (const f of files) {
-      const path = join(dir, f.name);
+  for (const f of files) {
+    const path = join(dir, f.name);
+    try {
       writeFileSync(path, f.content, { mode: f.mode, flag: 'wx' });
-      written.push(path);
+    } catch (err) {
+      for (const p of written) rmSync(p, { force: true });
+      throw fileError('create', path, err);
     }
-  } catch (err) {
-    for (const p of written) rmSync(p, { force: true });
-    throw new KilnError('unavailable', `cannot write the PKI to ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+    written.push(path);
   }
 }
 

@@ -67,8 +67,11 @@ export function reasonOf(text: string): string {
 
 /** Maps a non-201 answer to the error (and so the exit code) it deserves. */
 export function refusal(answer: SignAnswer): KilnError {
-  const msg = `registration refused: HTTP ${answer.status}: ${reasonOf(answer.text)}`;
-  if (answer.status >= 500 || answer.status === 429 || answer.status === 408) return new KilnError('temporary', msg);
+  const reason = `HTTP ${answer.status}: ${reasonOf(answer.text)}`;
+  // 5xx, 408 and 429 are not refusals: the same request may succeed later (exit 75)
+  if (answer.status >= 500 || answer.status === 429 || answer.status === 408)
+    return new KilnError('temporary', `server temporarily unavailable, try again later: ${reason}`);
+  const msg = `registration refused: ${reason}`;
   if (answer.status === 401 || answer.status === 403) return new KilnError('denied', msg);
   return new KilnError('bad_request', msg);
 }

@@ -14,9 +14,12 @@ import { openDeviceHsm, type DeviceHsm } from './hsm.js';
 import { checkReachable, parseFiles, postSign, refusal } from './http.js';
 import { helpText, osReleasePath, parseArgs, parseOsRelease, resolveOptions, type Options } from './options.js';
 import { buildSignBody } from './request.js';
+import { VERSION } from '../../pki/version.js';
 
-export const VERSION = '0.1.0';
 const KEY_FILE = 'pkey.pem';
+
+const DEFAULT_API_NOTE = (url: string): string =>
+  `DEVICE_API is not set, so the default ${url} was used; for a factory server set DEVICE_API=http://<kiln-host>:8000/sign`;
 
 function readOsRelease(path: string): Record<string, string> {
   try {
@@ -48,6 +51,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   if (raw.version) return (say(`device-register ${VERSION}\n`), 0);
   const o = resolveOptions(raw, env, readOsRelease(osReleasePath(raw)));
   if (o.apiTokenFile) o.apiToken = readToken(o.apiTokenFile);
+  if (o.deviceApiDefaulted) process.stderr.write(`device-register: ${DEFAULT_API_NOTE(o.deviceApi)}\n`);
 
   if (!o.force && ['sql.db', 'client.pem'].some((f) => existsSync(join(o.sotaDir, f)))) {
     throw new KilnError(
@@ -73,6 +77,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   } catch (err) {
     staging.abort();
     hsm?.rollback();
+    // a device that never had DEVICE_API set talks to the cloud: say so where the error is read
+    if (o.deviceApiDefaulted && err instanceof KilnError && err.code !== 'io')
+      throw new KilnError(err.code, `${err.message} (${DEFAULT_API_NOTE(o.deviceApi)})`, { cause: err });
     throw err;
   } finally {
     process.removeListener('SIGINT', onSignal);

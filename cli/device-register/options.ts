@@ -5,6 +5,8 @@ import { isCanonicalUuid } from '../../pki/policy.js';
 import { usage } from '../shared/run.js';
 
 export interface Options {
+  /** DEVICE_API was not set: the Foundries.io cloud default is used. */
+  deviceApiDefaulted: boolean;
   production: boolean;
   startDaemon: boolean;
   sotaDir: string;
@@ -171,6 +173,7 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
   if (str('hsmModule') !== undefined && str('hsmPin') === undefined) throw usage('--hsm-module needs the user PIN (-P/--hsm-pin)');
   if (str('hsmModule') === undefined && (str('hsmPin') ?? str('hsmSoPin')) !== undefined) throw usage('-P/-S need --hsm-module (-m)');
   return {
+    deviceApiDefaulted: !env.DEVICE_API,
     production: bool('production', env.PRODUCTION !== undefined),
     startDaemon: bool('startDaemon', true),
     sotaDir,

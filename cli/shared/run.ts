@@ -1,8 +1,14 @@
 // Runs a CLI's main function: one-line messages on stderr and sysexits codes,
 // from the one error table.
-import { KilnError, toKilnError } from '../../pki/errors.js';
+import { fromSystemError, KilnError, toKilnError } from '../../pki/errors.js';
 
 export const EXIT_USAGE = 64;
+
+/** The exit codes, for --help texts (the one table is pki/errors.ts). */
+export const EXIT_CODES_HELP = `Exit codes (sysexits): 0 ok, 64 usage, 65 bad data or refused, 66 missing input (file or registry),
+69 unavailable (port in use), 70 internal, 73 cannot create, 74 input/output error, 75 temporary
+(retry), 77 permission denied, 78 configuration.
+`;
 
 export interface CommanderLikeError {
   code: string;
@@ -21,7 +27,7 @@ export function exitCodeFor(prog: string, err: unknown, stderr: (s: string) => v
     // commander already printed its message (or help/version)
     return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code) ? 0 : EXIT_USAGE;
   }
-  const e = toKilnError(err);
+  const e = fromSystemError(err) ?? toKilnError(err);
   const detail = e.code === 'internal' && e.cause instanceof Error ? `: ${e.cause.message}` : '';
   stderr(`${prog}: ${e.message}${detail}\n`);
   return e.exitCode;

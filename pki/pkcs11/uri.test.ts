@@ -23,6 +23,7 @@ describe('parsePkcs11Uri', () => {
     ['fail/no-object', 'pkcs11:token=a?module-path=/m.so', /name the key/],
     ['fail/bad-attr', 'pkcs11:token=a;object=b;colour=red?module-path=/m.so', /unknown attribute "colour"/],
     ['fail/bad-percent', 'pkcs11:token=a%zz;object=b?module-path=/m.so', /percent-encoding/],
+    ['fail/no-pin', 'pkcs11:token=a;object=b?module-path=/m.so', /no PIN: add \?pin-source=file:/],
   ])('%s', (_n, uri, msg) => {
     expect(() => parsePkcs11Uri(uri)).toThrow(msg);
   });

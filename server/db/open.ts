@@ -5,16 +5,20 @@ import type { Store } from './store.js';
 
 export type DbLocation = { kind: 'sqlite'; path: string };
 
-export function parseDbUrl(url: string): DbLocation {
+/** `where` names the source in errors: `--db x`, `KILN_DB=x`, or a config file key. */
+export function parseDbUrl(url: string, where = `--db ${url}`): DbLocation {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
-    if (!path) throw new KilnError('config', `--db ${url}: no file path after sqlite:`);
+    if (!path) throw new KilnError('config', `${where}: no file path after sqlite:`);
     return { kind: 'sqlite', path };
   }
-  throw new KilnError('config', `--db ${url}: expected sqlite:PATH`);
+  throw new KilnError('config', `${where}: expected sqlite:PATH`);
 }
 
-/** The server commits on a writer thread; CLIs and tests inline. */
-export function openStore(loc: DbLocation, opts: { writer?: 'inline' | 'worker' } = {}): Store {
-  return openSqliteStore(loc.path, { writer: loc.path === ':memory:' ? 'inline' : opts.writer });
+/**
+ * The server commits on a writer thread and creates the registry; CLIs and tests
+ * commit inline, and the admin commands open only an existing registry (create: false).
+ */
+export function openStore(loc: DbLocation, opts: { writer?: 'inline' | 'worker'; create?: boolean } = {}): Store {
+  return openSqliteStore(loc.path, { writer: loc.path === ':memory:' ? 'inline' : opts.writer, create: opts.create });
 }

@@ -26,6 +26,8 @@ export interface OutboxEntry {
   body: string;
   status: OutboxStatus;
   attempts: number;
+  /** Attempts made before the last operator retry; back-off and give-up count from here. */
+  attemptsBeforeRetry: number;
   nextAttemptAt: Date;
   lastError: string;
   createdAt: Date;
@@ -37,6 +39,14 @@ export interface OutboxSummary {
   failed: number;
   delivered: number;
   oldestPendingAgeSeconds: number | null;
+  /** Deliveries are paused after the upstream refused the token. */
+  paused: UpstreamPause | null;
+}
+
+export interface UpstreamPause {
+  until: Date;
+  reason: string;
+  pausedAt: Date;
 }
 
 export interface Device {
@@ -94,8 +104,16 @@ export interface Store {
   ): Promise<void>;
   outboxSummary(now: Date): Promise<OutboxSummary>;
   listOutbox(filter: { status?: OutboxStatus }, page: Page): Promise<OutboxEntry[]>;
-  /** Failed (and, when UUIDs are given, their pending) deliveries become due now; returns how many. */
+  /**
+   * Lifts an upstream pause and makes undelivered deliveries (all, or those of the given
+   * UUIDs) due now, keeping their attempt count and last error; returns how many.
+   * Throws 'not_found' (and changes nothing) when a given UUID has no delivery.
+   */
   retryOutbox(uuids: string[] | undefined, now: Date): Promise<number>;
+  /** Pauses every delivery until `until` (the upstream refused the token). */
+  pauseUpstream(pause: UpstreamPause): Promise<void>;
+  /** The pause in force at `now`, if any. */
+  upstreamPause(now: Date): Promise<UpstreamPause | undefined>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -48,6 +48,8 @@ export const outbox = sqliteTable(
     /** pending | delivered | failed */
     status: text('status').notNull(),
     attempts: integer('attempts').notNull(),
+    /** attempts made before the last operator retry: back-off and give-up count from here */
+    attemptsBeforeRetry: integer('attempts_before_retry').notNull().default(0),
     nextAttemptAt: integer('next_attempt_at', { mode: 'timestamp_ms' }).notNull(),
     lastError: text('last_error').notNull(),
     createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
@@ -55,3 +57,15 @@ export const outbox = sqliteTable(
   },
   (t) => [index('outbox_due_idx').on(t.status, t.nextAttemptAt)],
 );
+
+/**
+ * Deliveries are paused for everyone after the upstream refused the token (401/403):
+ * one row, shared by the server and `kilnctl upstream`, so a pause survives a restart,
+ * shows in `upstream status`, and `upstream retry` can lift it.
+ */
+export const upstreamPause = sqliteTable('upstream_pause', {
+  id: integer('id').primaryKey(),
+  until: integer('until', { mode: 'timestamp_ms' }).notNull(),
+  reason: text('reason').notNull(),
+  pausedAt: integer('paused_at', { mode: 'timestamp_ms' }).notNull(),
+});

@@ -1,15 +1,17 @@
 // The registry on embedded SQLite (better-sqlite3, WAL), through drizzle-orm.
 import Database from 'better-sqlite3';
-import { and, count, desc, eq, inArray, lte, min } from 'drizzle-orm';
+import { and, count, desc, eq, gt, inArray, lte, min, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
+import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
-import type { DeniedDevice, Device, OutboxEntry, Page, Store } from '../store.js';
+import type { DeniedDevice, Device, OutboxEntry, Page, Store, UpstreamPause } from '../store.js';
+import { guardSqlite, sqliteError } from './errors.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
-import { certificates, deniedDevices, devices, outbox } from './schema.js';
+import { certificates, deniedDevices, devices, outbox, upstreamPause } from './schema.js';
 import { startWriterWorker } from './writer.js';
 
 export interface SqliteStoreOptions {
@@ -18,26 +20,34 @@ export interface SqliteStoreOptions {
    * writer thread so fsyncs never block the event loop (needs the built dist/).
    */
   writer?: 'inline' | 'worker';
+  /**
+   * Create the file (and its directory) when it does not exist: only the server does.
+   * Admin commands open an existing registry, so a mistyped path is an error.
+   */
+  create?: boolean;
 }
 
 export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Store {
+  const create = opts.create ?? true;
+  if (path !== ':memory:' && !create && !existsSync(path))
+    throw new KilnError('no_input', `no registry at ${path} (check --db or KILN_DB; the server creates it on its first start)`);
   let sqlite: Database.Database;
   try {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    sqlite = new Database(path);
+    if (path !== ':memory:' && create) makeDirs(dirname(path));
+    sqlite = new Database(path, { fileMustExist: !create });
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
   } catch (err) {
-    throw new KilnError('config', `cannot open SQLite database ${path}: ${(err as Error).message}`, { cause: err });
+    throw err instanceof KilnError ? err : sqliteError(err, path, 'open');
   }
   const db = drizzle(sqlite);
   try {
     migrate(db, { migrationsFolder: join(packageRoot(), 'server/db/sqlite/migrations') });
   } catch (err) {
     sqlite.close();
-    throw new KilnError('config', `cannot migrate SQLite database ${path}: ${(err as Error).message}`, { cause: err });
+    throw sqliteError(err, path, 'migrate');
   }
 
   const findDenied = (uuid: string): DeniedDevice | undefined => {
@@ -75,7 +85,28 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     db.delete(deniedDevices).where(inArray(deniedDevices.uuid, uuids)).run();
   });
 
-  return {
+  const retryOutbox = sqlite.transaction((uuids: string[] | undefined, now: Date): number => {
+    if (uuids) {
+      const found = db.selectDistinct({ uuid: outbox.uuid }).from(outbox).where(inArray(outbox.uuid, uuids)).all();
+      const missing = uuids.filter((u) => !found.some((f) => f.uuid === u));
+      if (missing.length) throw new KilnError('not_found', `no upstream delivery for ${missing.join(', ')}`);
+    }
+    db.delete(upstreamPause).run();
+    const undelivered = inArray(outbox.status, ['failed', 'pending']);
+    return db
+      .update(outbox)
+      .set({ status: 'pending', attemptsBeforeRetry: sql`${outbox.attempts}`, nextAttemptAt: now })
+      .where(uuids ? and(undelivered, inArray(outbox.uuid, uuids)) : undelivered)
+      .run().changes;
+  });
+  const pauseOf = (now: Date): UpstreamPause | undefined =>
+    db
+      .select({ until: upstreamPause.until, reason: upstreamPause.reason, pausedAt: upstreamPause.pausedAt })
+      .from(upstreamPause)
+      .where(gt(upstreamPause.until, now))
+      .get();
+
+  return guardSqlite(path, {
     recordIssuance: (cert, o) => writer.record(cert, o),
     async findDenied(uuid) {
       return findDenied(uuid);
@@ -132,6 +163,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
         failed: n('failed'),
         delivered: n('delivered'),
         oldestPendingAgeSeconds: oldest ? Math.max(0, Math.round((now.getTime() - new Date(oldest).getTime()) / 1000)) : null,
+        paused: pauseOf(now) ?? null,
       };
     },
     async listOutbox(filter, page) {
@@ -143,9 +175,16 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
         .all() as OutboxEntry[];
     },
     async retryOutbox(uuids, now) {
-      const statuses = uuids ? ['failed', 'pending'] : ['failed'];
-      const where = uuids ? and(inArray(outbox.status, statuses), inArray(outbox.uuid, uuids)) : inArray(outbox.status, statuses);
-      return db.update(outbox).set({ status: 'pending', attempts: 0, nextAttemptAt: now, lastError: '' }).where(where).run().changes;
+      return retryOutbox(uuids, now);
+    },
+    async pauseUpstream(p) {
+      db.insert(upstreamPause)
+        .values({ id: 1, ...p })
+        .onConflictDoUpdate({ target: upstreamPause.id, set: p })
+        .run();
+    },
+    async upstreamPause(now) {
+      return pauseOf(now);
     },
     async ping() {
       sqlite.prepare('select 1').get();
@@ -154,5 +193,5 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       await writer.close();
       if (sqlite.open) sqlite.close();
     },
-  };
+  });
 }

@@ -1,0 +1,9 @@
+// The options by which every admin command finds the site: the same names as `kilnctl serve`.
+import type { Command } from 'commander';
+import { CONFIG_ENV, DEFAULTS, SETTINGS } from '../../server/config.js';
+
+export function siteOptions(c: Command): Command {
+  return c
+    .option('--config <file>', `JSON config file, as for kilnctl serve (default $${CONFIG_ENV})`)
+    .option('--db <url>', `registry database (default $${SETTINGS.db.env}, the config file's, or ${DEFAULTS.db})`);
+}
