@@ -17,6 +17,8 @@ describe('parseServeConfig', () => {
       validityDays: 7300,
       serialFromUuid: false,
       rejectReregistration: false,
+      logLevel: 'info',
+      upstream: undefined,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -45,6 +47,47 @@ describe('parseServeConfig', () => {
     ['fail/bool', { serialFromUuid: 'maybe' }, /expected true or false/],
   ])('%s', (_n, flags, msg) => {
     expect(() => parseServeConfig({ flags, env: {} })).toThrow(msg);
+  });
+
+  it.each([
+    ['flag', { flags: { listen: 'nohost' }, env: {} }, /^--listen nohost: expected HOST:PORT$/],
+    ['environment', { flags: {}, env: { KILN_LISTEN: 'nohost' } }, /^KILN_LISTEN=nohost: expected HOST:PORT$/],
+    ['file', { flags: {}, env: {}, file: { listen: 'nohost' } }, /^"listen": "nohost" in .*kiln\.json: expected HOST:PORT$/],
+    ['environment db', { flags: {}, env: { KILN_DB: 'mysql://x' } }, /^KILN_DB=mysql:\/\/x: expected sqlite:PATH$/],
+    ['file days', { flags: {}, env: {}, file: { validityDays: 0 } }, /^"validityDays": 0 in .*: expected a whole number/],
+    ['env bool', { flags: {}, env: { KILN_SERIAL_FROM_UUID: 'maybe' } }, /^KILN_SERIAL_FROM_UUID=maybe: expected true or false$/],
+    ['env mode', { flags: {}, env: { KILN_UPSTREAM_MODE: 'later' } }, /^KILN_UPSTREAM_MODE=later: expected sync or outbox$/],
+    ['env log level', { flags: {}, env: { KILN_LOG_LEVEL: 'loud' } }, /^KILN_LOG_LEVEL=loud: expected error, warn, info$/],
+  ])('fail/a bad value is blamed on where it was written: %s', (_n, src, msg) => {
+    const file = join(tempDir(), 'kiln.json');
+    const { file: content, ...rest } = src as { flags: Record<string, string>; env: Record<string, string>; file?: object };
+    if (content) writeFileSync(file, JSON.stringify(content));
+    expect(() => parseServeConfig({ ...rest, configFile: content ? file : undefined })).toThrow(msg);
+  });
+
+  it("fail/invalid JSON is reported as such, with the parser's position", () => {
+    const file = join(tempDir(), 'kiln.json');
+    writeFileSync(file, '{"listen": "127.0.0.1:1"');
+    expect(() => parseServeConfig({ flags: {}, env: {}, configFile: file })).toThrow(
+      /^config file .*kiln\.json is not valid JSON: .*position \d+/,
+    );
+    writeFileSync(file, '["listen"]');
+    expect(() => parseServeConfig({ flags: {}, env: {}, configFile: file })).toThrow(/must hold a JSON object/);
+  });
+
+  it('ok/KILN_CONFIG names the file when --config does not', () => {
+    const file = join(tempDir(), 'kiln.json');
+    writeFileSync(file, JSON.stringify({ db: 'sqlite:/srv/kiln.db' }));
+    expect(parseServeConfig({ flags: {}, env: { KILN_CONFIG: file } }).db.path).toBe('/srv/kiln.db');
+  });
+
+  it('ok/the upstream API keeps its trailing slash; the gateway loses it', () => {
+    const c = parseServeConfig({
+      flags: { upstreamApi: 'https://api.example/ota/devices/', upstreamTokenFile: '/t', gateway: 'https://gw.example:8443/' },
+      env: {},
+    });
+    expect(c.upstream?.api).toBe('https://api.example/ota/devices/');
+    expect(c.gateway).toBe('https://gw.example:8443');
   });
 
   it('fail/unknown key in the config file', () => {

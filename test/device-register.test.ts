@@ -146,8 +146,6 @@ describe('device-register against a stand-in server', () => {
     [409, 'device already registered', 65],
     [401, 'bad token', 77],
     [403, 'device 1 is on the deny-list', 77],
-    [500, 'internal error', 75],
-    [503, 'registry unavailable', 75],
   ])('fail/HTTP %s prints the reason and exits %s; the sota dir is left as it was', async (status, reason, code) => {
     s.answer(() => ({ status, body: reason + '\n', contentType: 'text/plain' }));
     const d = device(s.url);
@@ -157,6 +155,20 @@ describe('device-register against a stand-in server', () => {
     const r = await d.register([]);
     expect(r.code).toBe(code);
     expect(r.stderr).toBe(`device-register: registration refused: HTTP ${status}: ${reason}\n`);
+    expect(d.snapshot()).toEqual(before);
+  });
+
+  it.each([
+    [500, 'internal error'],
+    [503, 'registry unavailable'],
+    [429, 'slow down'],
+  ])('fail/HTTP %s is temporary, not a refusal: exit 75 and says try again', async (status, reason) => {
+    s.answer(() => ({ status, body: reason + '\n', contentType: 'text/plain' }));
+    const d = device(s.url);
+    const before = d.snapshot();
+    const r = await d.register([]);
+    expect(r.code).toBe(75);
+    expect(r.stderr).toBe(`device-register: server temporarily unavailable, try again later: HTTP ${status}: ${reason}\n`);
     expect(d.snapshot()).toEqual(before);
   });
 

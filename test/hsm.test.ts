@@ -27,6 +27,9 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
       env: caHsm.env,
     });
     expect(init.stderr).not.toMatch(/kilnctl:/);
+    expect(init.stderr).toContain(
+      'Keep factory_ca.key offline: the server needs only the local CA key in pkcs11:token=kiln-ca;object=local-ca.',
+    );
     expect(init.code).toBe(0);
     server = await startKilnctl(['--pki-dir', pkiDir, '--ca-key', uri, '--db', `sqlite:${join(work, 'kiln.db')}`], caHsm.env);
   });
@@ -46,6 +49,27 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     );
     expect(again.code).toBe(65);
     expect(again.stderr).toMatch(/already holds a private key labelled "local-ca"/);
+  });
+
+  it('pki init with both keys in the token mentions no factory_ca.key; pki show says where the CA key is', () => {
+    const dir = join(work, 'pki-both');
+    const rootUri = uriFor('kiln-ca', 'root-ca-2', caHsm.pinFile('1234'));
+    const caUri = uriFor('kiln-ca', 'local-ca-2', caHsm.pinFile('1234'));
+    const init = kilnctl(
+      ['pki', 'init', '--dir', dir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', '--root-key', rootUri, '--ca-key', caUri],
+      { env: caHsm.env },
+    );
+    expect(init.code).toBe(0);
+    expect(existsSync(join(dir, 'factory_ca.key'))).toBe(false);
+    expect(init.stderr).not.toContain('factory_ca.key');
+    expect(init.stderr).toContain('The root CA key stays in pkcs11:token=kiln-ca;object=root-ca-2');
+
+    const show = kilnctl(['pki', 'show', '--dir', dir], { env: { ...caHsm.env, KILN_CA_KEY: caUri } });
+    expect(show.code).toBe(0);
+    expect(show.stdout).toContain('local-ca.key: in an HSM: pkcs11:token=kiln-ca;object=local-ca-2\n');
+    expect(show.stdout).not.toContain('pin-source');
+    const plain = kilnctl(['pki', 'show', '--dir', dir], { env: caHsm.env });
+    expect(plain.stdout).toContain('local-ca.key: not in this directory: kilnctl serve needs it, or --ca-key pkcs11:');
   });
 
   it('/healthz reports the PKCS#11 backend', async () => {
@@ -254,9 +278,14 @@ describe('PKCS#11 start-up failures are one line and exit 78', () => {
     [
       'missing PIN file',
       () => uriFor('kiln-ca', 'local-ca', '/nonexistent/pin'),
-      /^kilnctl: cannot read the PIN file \/nonexistent\/pin: ENOENT$/,
+      /^kilnctl: cannot read the PIN file \/nonexistent\/pin: no such file or directory$/,
     ],
     ['malformed URI', () => 'pkcs11:token=kiln-ca', /^kilnctl: PKCS#11 URI: module-path is required/],
+    [
+      'no PIN source',
+      () => uriFor('kiln-ca', 'local-ca', '/x').replace(/&pin-source=[^&]*/, ''),
+      /^kilnctl: PKCS#11 URI: no PIN: add \?pin-source=file:/,
+    ],
   ])('fail/%s', (_n, caKey, message) => {
     const r = serve(caKey());
     expect(r.code).toBe(78);

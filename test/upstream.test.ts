@@ -2,6 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { openSqliteStore } from '../server/db/sqlite/store.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceCsr, FACTORY, lmpBody, tempDir } from './helpers/pki.js';
 import { kilnctl, kilnctlAsync, startKilnctl, type ServerProcess } from './helpers/proc.js';
@@ -18,6 +19,8 @@ function setup(upstreamUrl: string): Setup {
   kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']);
   writeFileSync(join(work, 'token'), 'up-token-1\n', { mode: 0o600 });
   const db = `sqlite:${join(work, 'kiln.db')}`;
+  // admin commands open an existing registry only; the server would have created it
+  void openSqliteStore(join(work, 'kiln.db')).close();
   return {
     work,
     db,
@@ -48,7 +51,9 @@ async function register(url: string, name?: string): Promise<{ status: number; t
   return { status: res.statusCode, text: await res.body.text(), ms: performance.now() - t0, uuid: d.uuid };
 }
 
-const status = (db: string): { pending: number; failed: number; delivered: number; oldestPendingAgeSeconds: number | null } =>
+const status = (
+  db: string,
+): { pending: number; failed: number; delivered: number; oldestPendingAgeSeconds: number | null; paused: { reason: string } | null } =>
   JSON.parse(kilnctl(['upstream', 'status', '--db', db, '--json']).stdout);
 
 async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
@@ -70,16 +75,17 @@ describe('outbox mode (the default)', () => {
     await up.close();
   });
 
-  it('answers 201 at once and delivers the device: PUT with token, client.pem, name, group', async () => {
+  it('answers 201 at once and delivers the device: PUT to the API URL as written (trailing slash kept), with token, client.pem, name, group', async () => {
     up.seen.length = 0;
     up.answer(() => ({ status: 201, body: '{}' }));
-    const s = setup(up.url);
+    const s = setup(new URL('/ota/devices/', up.url).toString());
     const server = await startKilnctl(s.args(['--device-group', 'line-3']));
     try {
       const r = await register(server.url, 'board-7');
       expect(r.status).toBe(201);
       await until('delivery', () => status(s.db).delivered === 1);
       const put = puts(up)[0];
+      expect(put.url).toBe('/ota/devices/');
       expect(put.headers['osf-token']).toBe('up-token-1');
       expect(JSON.parse(put.body)).toEqual({
         'client.pem': (JSON.parse(r.text) as Record<string, string>)['client.pem'],
@@ -146,10 +152,34 @@ describe('outbox mode (the default)', () => {
       expect(puts(up).length).toBe(1);
       const health = (await (await request(`${server.url}/healthz`)).body.json()) as { upstream: { state: string; detail: string } };
       expect(health.upstream).toMatchObject({ state: 'auth_failed', detail: 'HTTP 401: bad token' });
-      expect(status(s.db).pending).toBe(3);
+      const paused = status(s.db);
+      expect(paused.pending).toBe(3);
+      // the pause is in the registry, where the operator's commands see it
+      expect(paused.paused).toMatchObject({ reason: 'HTTP 401: bad token' });
+      const text = kilnctl(['upstream', 'status', '--db', s.db]).stdout;
+      expect(text).toMatch(/^paused: +until \S+ \(since \S+\): HTTP 401: bad token$/m);
+
+      // the token is fixed upstream; retry lifts the pause and the running server delivers
+      up.answer(() => ({ status: 201, body: '{}' }));
+      const retry = kilnctl(['upstream', 'retry', '--db', s.db]);
+      expect(retry.code).toBe(0);
+      expect(retry.stdout).toMatch(/^Requeued 3 deliveries/);
+      await until('delivery after retry', () => status(s.db).delivered === 3);
+      expect(status(s.db).paused).toBeNull();
+      const rows = JSON.parse(kilnctl(['upstream', 'list', '--db', s.db, '--json']).stdout) as { attempts: number }[];
+      // the attempt that met the 401 is still counted
+      expect(rows.map((r) => r.attempts).sort()).toEqual([1, 1, 2]);
     } finally {
       await server.stop();
     }
+  });
+
+  it('fail/upstream retry of a UUID with no delivery exits 65 and changes nothing', async () => {
+    const s = setup(up.url);
+    const unknown = '00000000-0000-4000-8000-00000000abcd';
+    const r = kilnctl(['upstream', 'retry', unknown, '--db', s.db]);
+    expect(r.code).toBe(65);
+    expect(r.stderr).toBe(`kilnctl: no upstream delivery for ${unknown}\n`);
   });
 
   it('nothing is lost: kill -9 with deliveries pending, restart, they are delivered', async () => {
@@ -224,9 +254,13 @@ describe('upstream configuration errors', () => {
     [
       'missing token file',
       ['--upstream-token-file', '/nonexistent/token'],
-      /^kilnctl: cannot read the upstream token file \/nonexistent\/token: ENOENT$/,
+      /^kilnctl: cannot read the upstream token file \/nonexistent\/token: no such file or directory$/,
     ],
-    ['no token file at all', [], /^kilnctl: --upstream-api needs --upstream-token-file/],
+    [
+      'no token file at all',
+      [],
+      /^kilnctl: --upstream-api http\S+ needs an upstream token file too \(--upstream-token-file or KILN_UPSTREAM_TOKEN_FILE/,
+    ],
     [
       'bad mode',
       ['--upstream-token-file', '/dev/null', '--upstream-mode', 'later'],

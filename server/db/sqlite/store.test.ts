@@ -9,6 +9,16 @@ import type { IssuedCertificate, Store } from '../store.js';
 import { ownPolicy, SCHED_BATCH, SCHED_OTHER, threadPolicies } from '../../../test/helpers/sched.js';
 import { openSqliteStore } from './store.js';
 
+const catchError = (fn: () => unknown): KilnError => {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(KilnError);
+    return err as KilnError;
+  }
+  throw new Error('expected an error');
+};
+
 const cert = (uuid: string, serial = randomUUID().replace(/-/g, ''), issuedAt = new Date()): IssuedCertificate => ({
   serial,
   uuid,
@@ -236,9 +246,33 @@ describe('SQLite store', () => {
     expect((await s.listDevices({ limit: 2, offset: 2 })).map((d) => d.uuid)).toEqual([ids[0]]);
   });
 
-  it('fail/an unopenable path is a config error', () => {
+  it('fail/a path through a plain file cannot be created (73)', () => {
     const file = join(tempDir(), 'plain-file');
     writeFileSync(file, '');
-    expect(() => openSqliteStore(join(file, 'kiln.db'))).toThrow(/cannot open SQLite database/);
+    const err = catchError(() => openSqliteStore(join(file, 'kiln.db')));
+    expect(err.message).toBe(`cannot create ${file}: something of that name is in the way`);
+    expect(err.exitCode).toBe(73);
+  });
+
+  it('fail/a mkdir under /proc is one error, not a hang (73)', () => {
+    const err = catchError(() => openSqliteStore('/proc/nope/kiln.db'));
+    expect(err.message).toBe('cannot create /proc/nope: no such file or directory');
+    expect(err.exitCode).toBe(73);
+  });
+
+  it('fail/create: false opens only an existing registry and creates nothing (66)', () => {
+    const path = join(tempDir(), 'sub', 'kiln.db');
+    const err = catchError(() => openSqliteStore(path, { create: false }));
+    expect(err.exitCode).toBe(66);
+    expect(err.message).toMatch(/^no registry at .*kiln\.db/);
+    expect(existsSync(join(path, '..'))).toBe(false);
+  });
+
+  it('fail/a file that is not SQLite is named (78)', () => {
+    const path = join(tempDir(), 'kiln.db');
+    writeFileSync(path, 'this is not a database, just some text that is long enough to have a header'.repeat(20));
+    const err = catchError(() => openSqliteStore(path, { create: false }));
+    expect(err.message).toBe(`${path} is not a SQLite registry`);
+    expect(err.exitCode).toBe(78);
   });
 });
