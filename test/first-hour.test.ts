@@ -200,6 +200,9 @@ describe('usage mistakes', () => {
       expect(help).toContain(v);
     expect(help).toMatch(/Exit codes \(sysexits\): 0 ok, 64 usage/);
     expect(kilnctl(['devices', 'list', '--help']).stdout).toContain('KILN_CONFIG');
+    const dr = run(join(ROOT, 'bin/device-register'), ['--help']).stdout;
+    expect(dr).toContain('DEVICE_API (default https://api.foundries.io/ota/devices/)');
+    expect(dr).toMatch(/Exit codes: 0 registered, 64 usage/);
   });
 });
 

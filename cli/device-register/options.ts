@@ -129,7 +129,7 @@ export function helpText(): string {
     const flags = `${s.short ? `-${s.short}, ` : '    '}--${s.long}${s.kind === 'string' ? ' VALUE' : ' [0|1]'}`;
     return `  ${flags.padEnd(34)} ${s.help}`;
   });
-  return `Usage: device-register [options]\n\nRegisters this device with a factory registration server (DEVICE_API).\n\n${lines.join('\n')}\n\nEnvironment: DEVICE_API, PRODUCTION, DEVICE_FACTORY.\n`;
+  return `Usage: device-register [options]\n\nRegisters this device with a factory registration server (DEVICE_API).\n\n${lines.join('\n')}\n\nEnvironment: DEVICE_API (default ${DEFAULT_DEVICE_API}), PRODUCTION, DEVICE_FACTORY.\n\nExit codes: 0 registered, 64 usage, 65 refused or a bad answer, 69 registered but the update client did not start,\n74 the device files could not be written, 75 temporary (network, 5xx: retry), 77 refused with 401/403, 78 configuration.\n`;
 }
 
 /** KEY=value pairs of an os-release file (quotes removed). */
