@@ -1,6 +1,9 @@
 // Minimal DER reader and writer: just what certificate issuance needs.
 // Reading keeps raw slices (subarrays of the input) so issuance can copy
 // the CSR's subject and public key into the certificate byte for byte.
+// Reading is strict DER (X.690 §10): definite lengths in the fewest octets,
+// minimal INTEGERs, well-formed OIDs, nothing after an element's end. What
+// reads two ways is refused, since Kiln copies bytes it has checked.
 
 export const TAG = {
   BOOLEAN: 0x01,
@@ -36,10 +39,13 @@ export function readTlv(buf: Uint8Array, offset = 0): { tlv: Tlv; next: number }
   let pos = offset + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new DerError('unsupported DER length');
+    if (n === 0) throw new DerError('indefinite length is not DER');
+    if (n > 4) throw new DerError('unsupported DER length');
     if (pos + n > buf.length) throw new DerError('truncated DER');
+    if (buf[pos] === 0) throw new DerError('non-minimal DER length');
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + buf[pos + i];
+    if (len < 0x80) throw new DerError('non-minimal DER length');
     pos += n;
   }
   const end = pos + len;
@@ -69,6 +75,23 @@ export function children(tlv: Tlv): Tlv[] {
 export function expectTag(tlv: Tlv | undefined, tag: number, what: string): Tlv {
   if (!tlv || tlv.tag !== tag) throw new DerError(`expected ${what}`);
   return tlv;
+}
+
+/** The children of a constructed element, which must number `min` to `max`. */
+export function fields(tlv: Tlv, what: string, min: number, max = min): Tlv[] {
+  const out = children(tlv);
+  if (out.length < min || out.length > max)
+    throw new DerError(`${what} has ${out.length} elements, expected ${min === max ? min : `${min} to ${max}`}`);
+  return out;
+}
+
+/** An INTEGER's contents, checked to be minimal two's complement (X.690 §8.3.2). */
+export function integerBody(tlv: Tlv | undefined, what: string): Uint8Array {
+  const b = expectTag(tlv, TAG.INTEGER, what).body;
+  if (b.length === 0) throw new DerError(`${what} is an empty INTEGER`);
+  if (b.length > 1 && ((b[0] === 0 && !(b[1] & 0x80)) || (b[0] === 0xff && b[1] & 0x80)))
+    throw new DerError(`${what} is not a minimal INTEGER`);
+  return b;
 }
 
 // ---- writing -------------------------------------------------------------
@@ -155,7 +178,16 @@ function encodeOid(dotted: string): Buffer {
   return tlv(TAG.OID, Uint8Array.from(out));
 }
 
+/** Throws unless `body` is a well-formed OID: non-empty, minimal arcs, the last arc terminated. */
+function checkOid(body: Uint8Array): void {
+  if (body.length === 0) throw new DerError('empty OID');
+  if (body[body.length - 1] & 0x80) throw new DerError('OID ends inside an arc');
+  for (let i = 0; i < body.length; i++)
+    if (body[i] === 0x80 && (i === 0 || !(body[i - 1] & 0x80))) throw new DerError('non-minimal OID arc');
+}
+
 export function decodeOid(body: Uint8Array): string {
+  checkOid(body);
   // arcs that fit in 2^49 (every OID in practice) stay plain numbers
   const arcs: number[] = [];
   let v = 0;
@@ -192,7 +224,8 @@ function decodeOidBig(body: Uint8Array): string {
 export function time(d: Date): Buffer {
   const two = (n: number): string => (n < 10 ? '0' : '') + n;
   const year = d.getUTCFullYear();
-  const rest = two(d.getUTCMonth() + 1) + two(d.getUTCDate()) + two(d.getUTCHours()) + two(d.getUTCMinutes()) + two(d.getUTCSeconds()) + 'Z';
+  const rest =
+    two(d.getUTCMonth() + 1) + two(d.getUTCDate()) + two(d.getUTCHours()) + two(d.getUTCMinutes()) + two(d.getUTCSeconds()) + 'Z';
   if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(two(year % 100) + rest, 'ascii'));
   return tlv(TAG.GENERALIZED_TIME, Buffer.from(String(year).padStart(4, '0') + rest, 'ascii'));
 }
@@ -224,4 +257,30 @@ export function unpem(text: string, labels: string[]): Buffer | null {
     }
   }
   return null;
+}
+
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * Decodes text that is exactly one PEM block labelled `label`, with nothing but
+ * whitespace around it and only base64 and whitespace inside; linear in the
+ * input (no backtracking). Throws DerError with the reason.
+ */
+export function unpemStrict(text: string, label: string): Buffer {
+  const begin = `-----BEGIN ${label}-----`;
+  const end = `-----END ${label}-----`;
+  const start = text.indexOf(begin);
+  if (start < 0) throw new DerError(`no ${begin} line`);
+  if (text.slice(0, start).trim() !== '') throw new DerError(`text before ${begin}`);
+  const bodyStart = start + begin.length;
+  const stop = text.indexOf(end, bodyStart);
+  if (stop < 0) throw new DerError(`no ${end} line`);
+  if (text.slice(stop + end.length).trim() !== '') throw new DerError(`text after ${end}`);
+  const b64 = text.slice(bodyStart, stop).replace(/[ \t\r\n]+/g, '');
+  if (b64.includes('-----')) throw new DerError('more than one PEM block');
+  if (b64.length === 0 || b64.length % 4 !== 0 || !B64.test(b64)) throw new DerError('PEM body is not base64');
+  const der = Buffer.from(b64, 'base64');
+  // Node's decoder skips what it does not understand: insist the text was canonical
+  if (der.toString('base64') !== b64) throw new DerError('PEM body is not canonical base64');
+  return der;
 }

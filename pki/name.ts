@@ -1,5 +1,5 @@
 // X.501 Names: build them with UTF8String values, read their attributes.
-import { children, decodeOid, decodeOne, DerError, expectTag, oid, seq, set, TAG, utf8, type Tlv } from './der.js';
+import { children, decodeOid, decodeOne, DerError, expectTag, fields, oid, seq, set, TAG, utf8, type Tlv } from './der.js';
 import { ATTRIBUTE_NAMES } from './oids.js';
 
 export interface NameAttribute {
@@ -26,6 +26,39 @@ export function decodeName(name: Tlv): NameAttribute[] {
       if (!value || !STRING_TAGS.has(value.tag)) throw new DerError('unsupported attribute value type');
       out.push({ oid: decodeOid(type.body), value: Buffer.from(value.body).toString(value.tag === TAG.UTF8_STRING ? 'utf8' : 'latin1') });
     }
+  }
+  return out;
+}
+
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
+const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads a subject that Kiln will copy into a certificate, strictly: every RDN holds
+ * exactly one attribute, and every value is a UTF8String of valid UTF-8 or a
+ * PrintableString of its own alphabet. Anything that could read two ways is refused.
+ */
+export function decodeSubject(name: Tlv): NameAttribute[] {
+  expectTag(name, TAG.SEQUENCE, 'Name');
+  const out: NameAttribute[] = [];
+  for (const rdn of children(name)) {
+    const atvs = children(expectTag(rdn, TAG.SET, 'RelativeDistinguishedName'));
+    if (atvs.length !== 1) throw new DerError(`subject has a relative distinguished name with ${atvs.length} attributes (must be 1)`);
+    const [type, value] = fields(expectTag(atvs[0], TAG.SEQUENCE, 'AttributeTypeAndValue'), 'AttributeTypeAndValue', 2);
+    const attrOid = decodeOid(expectTag(type, TAG.OID, 'attribute type').body);
+    const label = ATTRIBUTE_NAMES[attrOid] ?? attrOid;
+    let text: string;
+    if (value.tag === TAG.UTF8_STRING) {
+      try {
+        text = utf8Strict.decode(value.body);
+      } catch {
+        throw new DerError(`subject ${label} is not valid UTF-8`);
+      }
+    } else if (value.tag === TAG.PRINTABLE_STRING) {
+      text = Buffer.from(value.body).toString('latin1');
+      if (!PRINTABLE.test(text)) throw new DerError(`subject ${label} has characters a PrintableString cannot hold`);
+    } else throw new DerError(`subject ${label} must be a UTF8String or PrintableString`);
+    out.push({ oid: attrOid, value: text });
   }
   return out;
 }

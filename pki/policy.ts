@@ -1,8 +1,7 @@
 // The device-certificate policy: what a CSR must look like to be signed.
 import { verifyCsrSignature, type EcVerifier, type ParsedCsr } from './csr.js';
 import { KilnError } from './errors.js';
-import { nameValue } from './name.js';
-import { OID } from './oids.js';
+import { ATTRIBUTE_NAMES, OID } from './oids.js';
 
 export interface DevicePolicy {
   /** The factory name: the OU every device CSR must carry. */
@@ -36,14 +35,51 @@ export async function checkDeviceCsr(csr: ParsedCsr, policy: DevicePolicy, ecVer
  * same job that signs the certificate, see signCertificateForCsr).
  */
 export function checkDevicePolicy(csr: ParsedCsr, policy: DevicePolicy): DeviceIdentity {
-  const cn = nameValue(csr.subject, OID.commonName);
-  const ou = nameValue(csr.subject, OID.organizationalUnit);
-  if (cn === undefined) throw new KilnError('policy', 'csr subject has no CN (the device UUID)');
-  if (ou === undefined) throw new KilnError('policy', 'csr subject has no OU (the factory name)');
+  const { cn, ou, production } = deviceSubjectOf(csr);
   if (ou !== policy.factory) throw new KilnError('policy', `csr OU "${printable(ou)}" is not this factory (${policy.factory})`);
   if (!isCanonicalUuid(cn)) throw new KilnError('policy', `csr CN "${printable(cn)}" is not a canonical UUID`);
+  if (cn === NIL_UUID) throw new KilnError('policy', 'csr CN is the nil UUID');
   checkKey(csr, policy);
-  return { uuid: cn.toLowerCase(), production: nameValue(csr.subject, OID.businessCategory) === 'production' };
+  return { uuid: cn.toLowerCase(), production };
+}
+
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+const ALLOWED = new Map<string, string>([
+  [OID.commonName, 'CN'],
+  [OID.organizationalUnit, 'OU'],
+  [OID.businessCategory, 'businessCategory'],
+]);
+
+/**
+ * A device subject reads one way only: exactly one CN and one OU, at most one
+ * businessCategory (whose only value is "production"), and nothing else. A gateway
+ * that reads the last CN must see the device Kiln recorded.
+ */
+function deviceSubjectOf(csr: ParsedCsr): { cn: string; ou: string; production: boolean } {
+  const seen = new Map<string, string[]>();
+  for (const a of csr.subject) {
+    const label = ALLOWED.get(a.oid);
+    if (!label)
+      throw new KilnError(
+        'policy',
+        `csr subject has ${ATTRIBUTE_NAMES[a.oid] ?? a.oid}, which a device subject must not have (only CN, OU, businessCategory)`,
+      );
+    seen.set(a.oid, [...(seen.get(a.oid) ?? []), a.value]);
+  }
+  const one = (oid: string, what: string): string => {
+    const values = seen.get(oid) ?? [];
+    if (values.length === 0) throw new KilnError('policy', `csr subject has no ${ALLOWED.get(oid)} (${what})`);
+    if (values.length > 1) throw new KilnError('policy', `csr subject has ${values.length} ${ALLOWED.get(oid)}s (exactly one ${what})`);
+    return values[0];
+  };
+  const cn = one(OID.commonName, 'the device UUID');
+  const ou = one(OID.organizationalUnit, 'the factory name');
+  const bc = seen.get(OID.businessCategory) ?? [];
+  if (bc.length > 1) throw new KilnError('policy', `csr subject has ${bc.length} businessCategory attributes (at most one)`);
+  if (bc.length === 1 && bc[0] !== 'production')
+    throw new KilnError('policy', `csr businessCategory "${printable(bc[0])}" is not allowed (only "production")`);
+  return { cn, ou, production: bc.length === 1 };
 }
 
 function checkKey(csr: ParsedCsr, policy: DevicePolicy): void {

@@ -4,7 +4,7 @@
 // costs ~265 µs, a JWK ~130 µs, and a registration's key is usually verified
 // from its point alone (an injected EcVerifier, see csr.ts).
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { children, decodeOid, decodeOne, expectTag, TAG } from './der.js';
+import { decodeOid, decodeOne, DerError, expectTag, fields, integerBody, TAG } from './der.js';
 import { OID } from './oids.js';
 
 export interface PublicKeyInfo {
@@ -40,9 +40,11 @@ export interface ReadKey {
 }
 
 export function readSpki(spkiDer: Uint8Array): ReadKey {
-  const [alg, bits] = children(expectTag(decodeOne(spkiDer), TAG.SEQUENCE, 'SubjectPublicKeyInfo'));
-  const [algOid, params] = children(expectTag(alg, TAG.SEQUENCE, 'AlgorithmIdentifier'));
-  const keyBits = expectTag(bits, TAG.BIT_STRING, 'subjectPublicKey').body.subarray(1);
+  const [alg, bits] = fields(expectTag(decodeOne(spkiDer), TAG.SEQUENCE, 'SubjectPublicKeyInfo'), 'SubjectPublicKeyInfo', 2);
+  const [algOid, params] = fields(expectTag(alg, TAG.SEQUENCE, 'AlgorithmIdentifier'), 'AlgorithmIdentifier', 1, 2);
+  const bitString = expectTag(bits, TAG.BIT_STRING, 'subjectPublicKey').body;
+  if (bitString.length < 2 || bitString[0] !== 0) throw new DerError('subjectPublicKey is empty or has unused bits');
+  const keyBits = bitString.subarray(1);
   const algorithm = decodeOid(expectTag(algOid, TAG.OID, 'algorithm').body);
   const fallback = (): KeyObject => createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
 
@@ -60,12 +62,19 @@ export function readSpki(spkiDer: Uint8Array): ReadKey {
       };
     }
     const key = fallback();
-    return { key: () => key, info: { type: 'ec', curve: curve?.name ?? CURVE_NAMES[curveOid] ?? key.asymmetricKeyDetails?.namedCurve ?? curveOid } };
+    return {
+      key: () => key,
+      info: { type: 'ec', curve: curve?.name ?? CURVE_NAMES[curveOid] ?? key.asymmetricKeyDetails?.namedCurve ?? curveOid },
+    };
   }
   if (algorithm === OID.rsaEncryption) {
-    const [n, e] = children(expectTag(decodeOne(keyBits), TAG.SEQUENCE, 'RSAPublicKey'));
-    const modulus = unsignedBytes(expectTag(n, TAG.INTEGER, 'modulus').body);
-    const exponent = unsignedBytes(expectTag(e, TAG.INTEGER, 'publicExponent').body);
+    if (params?.tag !== TAG.NULL || params.body.length !== 0) throw new DerError('rsaEncryption parameters must be NULL');
+    const [n, e] = fields(expectTag(decodeOne(keyBits), TAG.SEQUENCE, 'RSAPublicKey'), 'RSAPublicKey', 2);
+    const nBody = integerBody(n, 'modulus');
+    const eBody = integerBody(e, 'publicExponent');
+    if (nBody[0] & 0x80 || eBody[0] & 0x80) throw new DerError('RSA modulus and exponent must be positive');
+    const modulus = unsignedBytes(nBody);
+    const exponent = unsignedBytes(eBody);
     const bitLength = (modulus.length - 1) * 8 + (32 - Math.clz32(modulus[0]));
     const key = createPublicKey({ key: { kty: 'RSA', n: b64u(modulus), e: b64u(exponent) }, format: 'jwk' });
     return { key: () => key, info: { type: 'rsa', bits: bitLength } };

@@ -185,9 +185,9 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
       'fail/csr-does-not-parse',
       (u) => lmpBody({ csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n', uuid: u }),
       400,
-      /does not parse/,
+      /csr is not DER PKCS#10/,
     ],
-    ['fail/csr-not-pem', (u) => lmpBody({ csr: 'hello', uuid: u }), 400, /not a PEM certificate request/],
+    ['fail/csr-not-pem', (u) => lmpBody({ csr: 'hello', uuid: u }), 400, /csr is not one PEM certificate request/],
     [
       'fail/csr-bad-signature',
       (u, c) => {
