@@ -20,6 +20,24 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** Keys and section names that render safely as bare TOML keys. */
 const BARE_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * Limits every real LmP device meets (README, "Request limits"): Yocto MACHINE names
+ * for the hardware id, a display name, an absolute path, and the overrides a
+ * compose-apps or HSM build sends (a handful of pacman/tls/storage/import keys).
+ */
+export const REQUEST_LIMITS = {
+  /** Yocto MACHINE names: letters, digits, '.', '_', '+', '-' */
+  hardwareId: /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/,
+  nameMax: 128,
+  sotaDirMax: 255,
+  overrideSections: 16,
+  overrideKeysPerSection: 32,
+  overrideValueMax: 1024,
+} as const;
+
+/** Names that are JavaScript object internals: never section or key names. */
+const OBJECT_INTERNALS = new Set(['__proto__', ...Object.getOwnPropertyNames(Object.prototype)]);
+
 function optionalString(body: Record<string, unknown>, field: string): string | undefined {
   const v = body[field];
   if (v === undefined || v === null) return undefined;
@@ -48,13 +66,26 @@ export function parseSignRequest(text: string): SignRequest {
   if (b['hardware-id'] === undefined || b['hardware-id'] === null || b['hardware-id'] === '')
     throw bad("missing required field 'hardware-id'");
   const hardwareId = tomlSafe('hardware-id', optionalString(b, 'hardware-id')!);
+  if (!REQUEST_LIMITS.hardwareId.test(hardwareId))
+    throw bad("field 'hardware-id' must be 1-64 letters, digits, '.', '_', '+' or '-' (a Yocto MACHINE name)");
   if ('group' in b) throw bad("field 'group' is not accepted: the server assigns device groups");
 
   const name = optionalString(b, 'name');
   if (name !== undefined && CONTROL.test(name)) throw bad("field 'name' contains a control character");
+  if (name !== undefined && [...name].length > REQUEST_LIMITS.nameMax)
+    throw bad(`field 'name' is longer than ${REQUEST_LIMITS.nameMax} characters`);
   const sotaConfigDir = tomlSafe('sota-config-dir', optionalString(b, 'sota-config-dir') || '/var/sota');
   if (!sotaConfigDir.startsWith('/')) throw bad("field 'sota-config-dir' must be an absolute path");
-  optionalString(b, 'use-ostree-server');
+  if (
+    sotaConfigDir.length > REQUEST_LIMITS.sotaDirMax ||
+    !/^(\/[A-Za-z0-9._+-]+)+\/?$/.test(sotaConfigDir) ||
+    /\/\.\.?(\/|$)/.test(sotaConfigDir)
+  )
+    throw bad(
+      `field 'sota-config-dir' must be an absolute path of letters, digits, '.', '_', '+', '-' (no '.' or '..' parts, at most ${REQUEST_LIMITS.sotaDirMax})`,
+    );
+  const ostree = optionalString(b, 'use-ostree-server');
+  if (ostree !== undefined && !['true', 'false', ''].includes(ostree)) throw bad('field \'use-ostree-server\' must be "true" or "false"');
 
   return {
     csr: b.csr,
@@ -70,15 +101,23 @@ function parseOverrides(v: unknown): Overrides {
   if (v === undefined || v === null || v === '') return {};
   if (typeof v !== 'object' || Array.isArray(v)) throw bad("field 'overrides' must be an object of sections");
   const out: Overrides = Object.create(null) as Overrides;
-  for (const [section, values] of Object.entries(v as Record<string, unknown>)) {
-    if (!BARE_KEY.test(section)) throw bad(`override section '${clip(section)}' is not a valid name`);
+  const sections = Object.entries(v as Record<string, unknown>);
+  if (sections.length > REQUEST_LIMITS.overrideSections)
+    throw bad(`field 'overrides' has more than ${REQUEST_LIMITS.overrideSections} sections`);
+  for (const [section, values] of sections) {
+    if (!BARE_KEY.test(section) || OBJECT_INTERNALS.has(section)) throw bad(`override section '${clip(section)}' is not a valid name`);
     if (typeof values !== 'object' || values === null || Array.isArray(values))
       throw bad(`override section '${section}' must be an object`);
+    const entries = Object.entries(values as Record<string, unknown>);
+    if (entries.length > REQUEST_LIMITS.overrideKeysPerSection)
+      throw bad(`override section '${section}' has more than ${REQUEST_LIMITS.overrideKeysPerSection} keys`);
     out[section] = Object.create(null) as Record<string, string>;
-    for (const [key, value] of Object.entries(values as Record<string, unknown>)) {
-      if (!BARE_KEY.test(key)) throw bad(`override key '${section}.${clip(key)}' is not a valid name`);
+    for (const [key, value] of entries) {
+      if (!BARE_KEY.test(key) || OBJECT_INTERNALS.has(key)) throw bad(`override key '${section}.${clip(key)}' is not a valid name`);
       if (typeof value !== 'string') throw bad(`override '${section}.${key}' must be a string`);
       if (CONTROL.test(value)) throw bad(`override '${section}.${key}' contains a newline or control character`);
+      if (value.length > REQUEST_LIMITS.overrideValueMax)
+        throw bad(`override '${section}.${key}' is longer than ${REQUEST_LIMITS.overrideValueMax} characters`);
       out[section][key] = value;
     }
   }
