@@ -66,14 +66,18 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
         const device = await s.getDevice(id);
         const certificates = await s.certificatesOf(id);
         const denied = await s.findDenied(id);
+        const rekey = await s.rekeyAllowance(id);
         if (!device && !certificates.length && !denied) throw new KilnError('not_found', `unknown device ${id}`);
         const history = certificates.map(({ pem: _pem, ...c }) => c);
-        printResult(!!o.json, { device: device ?? null, denied: denied ?? null, certificates: certificates }, () => {
+        printResult(!!o.json, { device: device ?? null, denied: denied ?? null, rekeyAllowance: rekey ?? null, certificates }, () => {
           const head = device
-            ? `UUID:        ${device.uuid}\nName:        ${device.name}\nHardware ID: ${device.hardwareId}\nProduction:  ${device.production}\nRegistered:  ${device.firstRegisteredAt.toISOString()} (first), ${device.lastRegisteredAt.toISOString()} (last), ${device.registrations} time(s)\nSerial:      ${device.serial}\n`
+            ? `UUID:        ${device.uuid}\nName:        ${device.name}\nHardware ID: ${device.hardwareId}\nProduction:  ${device.production}\nRegistered:  ${device.firstRegisteredAt.toISOString()} (first), ${device.lastRegisteredAt.toISOString()} (last), ${device.registrations} time(s)\nRetries:     ${device.repeats} answered with the current certificate\nSerial:      ${device.serial}\n`
             : `UUID:        ${id} (deleted)\n`;
           const deny = denied ? `Denied:      ${denied.deniedAt.toISOString()}${denied.reason ? ` (${denied.reason})` : ''}\n` : '';
-          return `${head}${deny}\nCertificates:\n${table(history, [
+          const allowed = rekey
+            ? `Re-key:      allowed ${rekey.allowedAt.toISOString()}${rekey.reason ? ` (${rekey.reason})` : ''}, ${rekey.usedAt ? `used ${rekey.usedAt.toISOString()} for serial ${rekey.usedSerial}` : 'not used yet'}\n`
+            : '';
+          return `${head}${deny}${allowed}\nCertificates:\n${table(history, [
             ['serial', 'SERIAL'],
             ['issuedAt', 'ISSUED'],
             ['notAfter', 'EXPIRES'],
@@ -90,6 +94,16 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
       withStore(o, async (s) => {
         const entries = await s.deny(uuidsArg(uuids), o.reason, new Date());
         printResult(!!o.json, entries, () => `Denied ${entries.map((e) => e.uuid).join(', ')}\n`);
+      }),
+    );
+
+  cmd('allow-rekey', 'let registered devices register once with a new key (a replaced board, a wiped key store)')
+    .argument('<uuid...>')
+    .option('--reason <text>', 'why (shown in devices show)', '')
+    .action((uuids: string[], o: DbOpts & { reason: string }) =>
+      withStore(o, async (s) => {
+        const entries = await s.allowRekey(uuidsArg(uuids), o.reason, new Date());
+        printResult(!!o.json, entries, () => `Allowed one registration with a new key for ${entries.map((e) => e.uuid).join(', ')}\n`);
       }),
     );
 
@@ -126,7 +140,10 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
       .option('--upstream-api <url>', `upstream device API (default $${SETTINGS.upstreamApi.env} or the config file's)`)
       .option('--upstream-token-file <file>', `upstream token file (default $${SETTINGS.upstreamTokenFile.env} or the config file's)`)
       .option('--factory <name>', 'factory name (default: the OU of local-ca.pem in the PKI directory)')
-      .option('--pki-dir <dir>', `PKI directory to read the factory from (default $${SETTINGS.pkiDir.env}, the config file's, or ${DEFAULTS.pkiDir})`);
+      .option(
+        '--pki-dir <dir>',
+        `PKI directory to read the factory from (default $${SETTINGS.pkiDir.env}, the config file's, or ${DEFAULTS.pkiDir})`,
+      );
 
   const upstreamOf = (o: UpstreamOpts, config: ServeConfig): { client: UpstreamClient; factory: string } => {
     if (!config.upstream)

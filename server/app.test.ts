@@ -93,7 +93,8 @@ describe('POST /sign', () => {
     expect(serials.size).toBe(20);
   });
 
-  it('ok/re-registration issues a new certificate and keeps the history', async () => {
+  it('ok/with --rekey allow (the reference), a new key gets a new certificate and the history is kept', async () => {
+    const t = await makeTestApp({ rekey: 'allow' });
     const { uuid, csrPem } = await deviceCsr();
     const a = await t.request(lmpBody({ csr: csrPem, uuid }));
     const b = await t.request(lmpBody({ csr: (await deviceCsr({ uuid })).csrPem, uuid, name: 'renamed' }));
@@ -335,11 +336,18 @@ describe('POST /sign refuses bad input with a 4xx, a one-line reason and no reco
 
 describe('POST /sign options', () => {
   it('ok/serial-from-uuid uses the UUID as serial, as the reference does', async () => {
-    const t = await makeTestApp({ serialFromUuid: true });
+    const t = await makeTestApp({ serialFromUuid: true, rekey: 'allow' });
     const uuid = 'f0e1d2c3-b4a5-4697-8899-aabbccddeeff';
-    const res = await t.request(lmpBody({ csr: (await deviceCsr({ uuid })).csrPem, uuid }));
-    const cert = parseCertificatePem(((await res.json()) as Record<string, string>)['client.pem']);
+    const first = await deviceCsr({ uuid });
+    const res = await t.request(lmpBody({ csr: first.csrPem, uuid }));
+    const pem = ((await res.json()) as Record<string, string>)['client.pem'];
+    const cert = parseCertificatePem(pem);
     expect(cert.serialHex).toBe(uuid.replace(/-/g, ''));
+    // a retry with the same key is answered with that certificate, not refused
+    const retry = await t.request(lmpBody({ csr: first.csrPem, uuid }));
+    expect(retry.status).toBe(201);
+    expect(((await retry.json()) as Record<string, string>)['client.pem']).toBe(pem);
+    // a new key would need the same serial again
     const again = await t.request(lmpBody({ csr: (await deviceCsr({ uuid })).csrPem, uuid }));
     expect(again.status).toBe(409);
     expect(await again.text()).toMatch(/serial .* already used/);

@@ -18,6 +18,7 @@ describe('parseServeConfig', () => {
       serialFromUuid: false,
       rejectReregistration: false,
       logLevel: 'info',
+      rekey: 'deny',
       upstream: undefined,
     });
     expect(Object.isFrozen(c)).toBe(true);

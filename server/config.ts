@@ -19,6 +19,8 @@ export interface ServeConfig {
   readonly validityDays: number;
   readonly serialFromUuid: boolean;
   readonly rejectReregistration: boolean;
+  /** A registered UUID with a new key: refused unless allowed once by an operator ('deny'), or issued ('allow', the reference). */
+  readonly rekey: 'deny' | 'allow';
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
   readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
@@ -51,6 +53,7 @@ export const SETTINGS = {
   validityDays: { key: 'validityDays', env: 'KILN_VALIDITY_DAYS', flag: '--validity-days' },
   serialFromUuid: { key: 'serialFromUuid', env: 'KILN_SERIAL_FROM_UUID', flag: '--serial-from-uuid' },
   rejectReregistration: { key: 'rejectReregistration', env: 'KILN_REJECT_REREGISTRATION', flag: '--reject-reregistration' },
+  rekey: { key: 'rekey', env: 'KILN_REKEY', flag: '--rekey' },
   logLevel: { key: 'logLevel', env: 'KILN_LOG_LEVEL', flag: '--log-level' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
@@ -67,6 +70,7 @@ export const DEFAULTS = {
   listen: '127.0.0.1:8000',
   validityDays: 7300,
   logLevel: 'info',
+  rekey: 'deny',
 } as const;
 
 export interface ConfigSources {
@@ -171,6 +175,11 @@ function parseMs(where: string, v: Raw): number {
   return n;
 }
 
+function parseRekey(where: string, v: Raw): 'deny' | 'allow' {
+  if (v !== 'deny' && v !== 'allow') fail(`${where}: expected deny or allow`);
+  return v as 'deny' | 'allow';
+}
+
 const LOG_LEVELS = ['error', 'warn', 'info'] as const;
 function parseLogLevel(where: string, v: Raw): LogLevel {
   const s = String(v).toLowerCase();
@@ -204,6 +213,7 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
     validityDays: withDefault(SETTINGS.validityDays, parseDays, DEFAULTS.validityDays),
     serialFromUuid: withDefault(SETTINGS.serialFromUuid, parseBool, false),
     rejectReregistration: withDefault(SETTINGS.rejectReregistration, parseBool, false),
+    rekey: withDefault(SETTINGS.rekey, parseRekey, DEFAULTS.rekey),
     logLevel: withDefault(SETTINGS.logLevel, parseLogLevel, DEFAULTS.logLevel),
   };
   const api = str(SETTINGS.upstreamApi);

@@ -109,6 +109,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       validityDays: config.validityDays,
       serialFromUuid: config.serialFromUuid,
       rejectReregistration: config.rejectReregistration,
+      rekey: config.rekey,
     },
     clock,
     random: pooledRandom(),

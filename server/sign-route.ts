@@ -50,6 +50,8 @@ export function logRequest(
     uuid: r.trace.uuid,
     serial: r.trace.serial,
     reason: r.trace.reason,
+    // a retry answered with the device's current certificate
+    repeat: r.trace.repeat,
   });
 }
 

@@ -8,7 +8,8 @@ import { formatName } from '../pki/name.js';
 import { checkDevicePolicy, type DevicePolicy } from '../pki/policy.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial, serialHex, uuidSerial, type RandomSource } from '../pki/serial.js';
-import type { IssuedCertificate, Store } from './db/store.js';
+import { createHash } from 'node:crypto';
+import type { IssuedCertificate, Repeat, Store } from './db/store.js';
 import { parseSignRequest } from './sign-request.js';
 import { renderSotaToml } from './sota-toml.js';
 
@@ -18,6 +19,8 @@ export interface SignSettings {
   validityDays: number;
   serialFromUuid: boolean;
   rejectReregistration: boolean;
+  /** A registered UUID with a new key: 'deny' (409 unless an operator allowed one) or 'allow' (the reference's behaviour). */
+  rekey: 'deny' | 'allow';
 }
 
 /** Partially detached: how devices reach the upstream device API. */
@@ -58,6 +61,8 @@ export interface SignTrace {
   signMs?: number;
   /** ms spent recording in the registry (the group commit's wait included) */
   recordMs?: number;
+  /** A retry answered with the device's current certificate. */
+  repeat?: boolean;
 }
 
 /** Registry failures are the server's, not the device's: 503, worth a retry. */
@@ -69,6 +74,10 @@ async function registry<T>(op: () => Promise<T>): Promise<T> {
     throw new KilnError('unavailable', 'device registry is unavailable; try again', { cause: err });
   }
 }
+
+/** The upstream PUT body: the certificate, the device's name when it gave one, the configured group. */
+const upstreamBody = (pem: string, name: string | undefined, group: string | undefined): string =>
+  JSON.stringify({ 'client.pem': pem, ...(name ? { name } : {}), ...(group ? { group } : {}) });
 
 export type DeviceFiles = Record<'root.crt' | 'client.pem' | 'client.chained' | 'sota.toml', string>;
 
@@ -112,17 +121,15 @@ export function createSignService(deps: SignServiceDeps): SignService {
         issuedAt: deps.clock(),
         clientAddress: meta.clientAddress,
         requestId: meta.requestId,
-        upstreamBody: deps.upstream
-          ? JSON.stringify({
-              'client.pem': pem,
-              ...(req.name ? { name: req.name } : {}),
-              ...(deps.upstream.group ? { group: deps.upstream.group } : {}),
-            })
-          : undefined,
+        upstreamBody: deps.upstream ? upstreamBody(pem, req.name, deps.upstream.group) : undefined,
+        keySha256: createHash('sha256').update(csr.spkiDer).digest('hex'),
       };
       const recordStarted = performance.now();
+      let repeat: Repeat | undefined;
       try {
-        await registry(() => store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration }));
+        repeat = await registry(() =>
+          store.recordIssuance(record, { rejectReregistration: settings.rejectReregistration, rekey: settings.rekey }),
+        );
       } catch (err) {
         trace.serial = undefined; // refused (deny-list, re-registration): this serial was never issued
         throw err;
@@ -130,14 +137,25 @@ export function createSignService(deps: SignServiceDeps): SignService {
         trace.recordMs = performance.now() - recordStarted;
       }
       const upstream = deps.upstream;
-      if (upstream?.mode === 'sync')
+      let issued = pem;
+      if (repeat) {
+        // a retry with the key of the device's current certificate (a lost 201): that
+        // certificate again; the one just signed was never recorded and is dropped
+        issued = repeat.pem;
+        trace.serial = repeat.serial;
+        trace.repeat = true;
+        if (upstream?.mode === 'sync' && repeat.delivery !== null && repeat.delivery !== 'delivered')
+          await registry(() =>
+            upstream.deliverNow({ serial: repeat!.serial, uuid: id.uuid, body: upstreamBody(repeat!.pem, req.name, upstream.group) }),
+          );
+      } else if (upstream?.mode === 'sync')
         await registry(() => upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! }));
       else upstream?.queued();
 
       return {
         'root.crt': deps.rootPem,
-        'client.pem': pem,
-        'client.chained': pem + chainTail,
+        'client.pem': issued,
+        'client.chained': issued + chainTail,
         'sota.toml': renderSotaToml({
           gateway: settings.gateway,
           ostree: settings.ostree,

@@ -16,6 +16,22 @@ export interface IssuedCertificate {
   requestId: string;
   /** Partially detached: the upstream PUT body, queued in the same transaction. */
   upstreamBody?: string;
+  /** SHA-256 (hex) of the certificate's SubjectPublicKeyInfo. */
+  keySha256: string;
+}
+
+/** A certificate as the registry keeps it. */
+export type StoredCertificate = Omit<IssuedCertificate, 'upstreamBody' | 'keySha256'>;
+
+/**
+ * A retry: the UUID's current certificate has this very key, so that certificate is
+ * the answer and nothing new was recorded (but the device's repeat counter).
+ */
+export interface Repeat {
+  serial: string;
+  pem: string;
+  /** The upstream delivery of that certificate, when there is one. */
+  delivery: OutboxStatus | null;
 }
 
 export type OutboxStatus = 'pending' | 'delivered' | 'failed';
@@ -58,6 +74,17 @@ export interface Device {
   firstRegisteredAt: Date;
   lastRegisteredAt: Date;
   registrations: number;
+  /** Retries answered with the current certificate. */
+  repeats: number;
+  keySha256: string | null;
+}
+
+export interface RekeyAllowance {
+  uuid: string;
+  allowedAt: Date;
+  reason: string;
+  usedAt: Date | null;
+  usedSerial: string | null;
 }
 
 export interface DeniedDevice {
@@ -68,8 +95,13 @@ export interface DeniedDevice {
 }
 
 export interface RecordOptions {
-  /** Refuse (conflict) when the UUID already has a certificate. */
+  /** Refuse (conflict) a new certificate for a UUID that already has one (a retry with its key still gets it). */
   rejectReregistration: boolean;
+  /**
+   * A registered UUID with a different key: 'deny' refuses it (409) unless an operator
+   * allowed one re-key; 'allow' issues (the reference server's behaviour).
+   */
+  rekey: 'deny' | 'allow';
 }
 
 export interface Page {
@@ -80,15 +112,19 @@ export interface Page {
 export interface Store {
   /**
    * Records an issued certificate and updates its device in one transaction,
-   * committed when the promise resolves. Throws KilnError 'denied' when the UUID
-   * is on the deny-list, 'conflict' when re-registration is refused or the
-   * serial is taken.
+   * committed when the promise resolves. Resolves a Repeat (and records nothing new)
+   * when the UUID's current certificate has the same key. Throws KilnError 'denied'
+   * when the UUID is on the deny-list, 'conflict' when re-registration or a re-key is
+   * refused or the serial is taken.
    */
-  recordIssuance(cert: IssuedCertificate, opts: RecordOptions): Promise<void>;
+  recordIssuance(cert: IssuedCertificate, opts: RecordOptions): Promise<Repeat | undefined>;
+  /** Lets each UUID register once with a new key; throws 'not_found' (and changes nothing) if one is unknown. */
+  allowRekey(uuids: string[], reason: string, now: Date): Promise<RekeyAllowance[]>;
+  rekeyAllowance(uuid: string): Promise<RekeyAllowance | undefined>;
   findDenied(uuid: string): Promise<DeniedDevice | undefined>;
   getDevice(uuid: string): Promise<Device | undefined>;
   listDevices(page: Page): Promise<Device[]>;
-  certificatesOf(uuid: string): Promise<IssuedCertificate[]>;
+  certificatesOf(uuid: string): Promise<StoredCertificate[]>;
   /** Adds UUIDs to the deny-list (idempotent); returns the entries. */
   deny(uuids: string[], reason: string, now: Date): Promise<DeniedDevice[]>;
   /** Removes devices and denies their UUIDs; throws 'not_found' (and changes nothing) if one is unknown. */

@@ -45,6 +45,7 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
       validityDays: 7300,
       serialFromUuid: false,
       rejectReregistration: false,
+      rekey: 'deny',
       ...settings,
     },
     clock: () => new Date(),

@@ -6,7 +6,7 @@
 // back and run again with each record in its own SAVEPOINT, so it fails alone.
 import type Database from 'better-sqlite3';
 import { KilnError } from '../../../pki/errors.js';
-import type { IssuedCertificate, RecordOptions } from '../store.js';
+import type { IssuedCertificate, OutboxStatus, RecordOptions, Repeat } from '../store.js';
 
 /**
  * One record as it crosses to the writer thread: primitives only, in the order
@@ -27,6 +27,8 @@ export type RecordRow = [
   requestId: string,
   upstreamBody: string | null,
   rejectReregistration: 0 | 1,
+  keySha256: string,
+  rekeyAllowed: 0 | 1,
 ];
 
 export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow => [
@@ -44,10 +46,12 @@ export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow =
   c.requestId,
   c.upstreamBody ?? null,
   o.rejectReregistration ? 1 : 0,
+  c.keySha256,
+  o.rekey === 'allow' ? 1 : 0,
 ];
 
-/** Per item: undefined when committed, else the refusal. */
-export type RecordOutcome = KilnError | undefined;
+/** Per item: undefined when committed, a Repeat when the device already has this key's certificate, else the refusal. */
+export type RecordOutcome = KilnError | Repeat | undefined;
 
 export interface Recorder {
   /** Commits what it can of the batch; throws only when the commit itself fails. */
@@ -57,7 +61,13 @@ export interface Recorder {
 export function createRecorder(sqlite: Database.Database): Recorder {
   const hot = {
     denied: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM denied_devices WHERE uuid = ?'),
-    device: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM devices WHERE uuid = ?'),
+    device: sqlite.prepare<[string], { serial: string; key: string | null }>('SELECT serial, key_sha256 AS key FROM devices WHERE uuid = ?'),
+    current: sqlite.prepare<[string], { pem: string; delivery: OutboxStatus | null }>(
+      'SELECT c.pem AS pem, o.status AS delivery FROM certificates c LEFT JOIN outbox o ON o.serial = c.serial WHERE c.serial = ?',
+    ),
+    repeat: sqlite.prepare('UPDATE devices SET repeats = repeats + 1 WHERE uuid = ?'),
+    allowance: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM rekey_allowances WHERE uuid = ? AND used_at IS NULL'),
+    useAllowance: sqlite.prepare('UPDATE rekey_allowances SET used_at = ?, used_serial = ? WHERE uuid = ? AND used_at IS NULL'),
     serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
     insertCert: sqlite.prepare(
       `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
@@ -68,21 +78,42 @@ export function createRecorder(sqlite: Database.Database): Recorder {
        VALUES (?, ?, ?, 'pending', 0, ?, '', ?)`,
     ),
     upsertDevice: sqlite.prepare(
-      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations, key_sha256)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
        ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id, production = excluded.production,
-         serial = excluded.serial, last_registered_at = excluded.last_registered_at, registrations = devices.registrations + 1`,
+         serial = excluded.serial, last_registered_at = excluded.last_registered_at, registrations = devices.registrations + 1,
+         key_sha256 = excluded.key_sha256`,
     ),
   };
 
-  /** The reads that refuse a record, before it writes anything. */
-  const refusal = (r: RecordRow): KilnError | undefined => {
+  /**
+   * The reads that decide a record before it writes anything: a refusal, a Repeat
+   * (the device already has this key's certificate: a lost 201, a retry), 'rekey'
+   * (a new key an operator allowed, to be used up by the write), or undefined.
+   */
+  const decide = (r: RecordRow): KilnError | Repeat | 'rekey' | undefined => {
     const [serial, uuid] = r;
     if (hot.denied.get(uuid)) return new KilnError('denied', `device ${uuid} is on the deny-list`);
-    if (r[13] && hot.device.get(uuid)) return new KilnError('conflict', `device ${uuid} is already registered`);
+    const device = hot.device.get(uuid);
+    let rekey = false;
+    if (device) {
+      if (device.key === r[14]) {
+        const current = hot.current.get(device.serial);
+        if (current) return { serial: device.serial, pem: current.pem, delivery: current.delivery };
+      }
+      if (r[13]) return new KilnError('conflict', `device ${uuid} is already registered`);
+      if (!r[15]) {
+        if (!hot.allowance.get(uuid))
+          return new KilnError(
+            'conflict',
+            `device ${uuid} is registered with another key; if this is the same device with a new key, an operator can allow it once: kilnctl devices allow-rekey ${uuid}`,
+          );
+        rekey = true;
+      }
+    }
     if (hot.serialTaken.get(serial))
       return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
-    return undefined;
+    return rekey ? 'rekey' : undefined;
   };
 
   const write = (r: RecordRow): void => {
@@ -100,32 +131,41 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       clientAddress,
       requestId,
       upstreamBody,
+      ,
+      keySha256,
     ] = r;
     hot.insertCert.run(serial, uuid, subject, hardwareId, name, production, notBefore, notAfter, pem, issuedAt, clientAddress, requestId);
-    hot.upsertDevice.run(uuid, name, hardwareId, production, serial, issuedAt, issuedAt);
+    hot.upsertDevice.run(uuid, name, hardwareId, production, serial, issuedAt, issuedAt, keySha256);
     if (upstreamBody !== null) hot.insertOutbox.run(serial, uuid, upstreamBody, issuedAt, issuedAt);
+  };
+
+  /** Carries out a decision: writes the record, or counts the repeat; returns the outcome. */
+  const apply = (r: RecordRow, d: ReturnType<typeof decide>): RecordOutcome => {
+    if (d instanceof KilnError) return d;
+    if (d === undefined || d === 'rekey') {
+      write(r);
+      if (d === 'rekey') hot.useAllowance.run(r[9], r[0], r[1]);
+      return undefined;
+    }
+    hot.repeat.run(r[1]);
+    return d;
   };
 
   let began = false;
   const fast = sqlite.transaction((rows: RecordRow[]): RecordOutcome[] => {
     began = true;
-    return rows.map((r) => {
-      const refused = refusal(r);
-      if (!refused) write(r);
-      return refused;
-    });
+    return rows.map((r) => apply(r, decide(r)));
   });
 
-  const recordOne = sqlite.transaction((r: RecordRow) => {
-    const refused = refusal(r);
-    if (refused) throw refused;
-    write(r);
+  const recordOne = sqlite.transaction((r: RecordRow): RecordOutcome => {
+    const outcome = apply(r, decide(r));
+    if (outcome instanceof KilnError) throw outcome;
+    return outcome;
   });
   const careful = sqlite.transaction((rows: RecordRow[]): RecordOutcome[] =>
     rows.map((r): RecordOutcome => {
       try {
-        recordOne(r); // a SAVEPOINT inside the batch's transaction
-        return undefined;
+        return recordOne(r); // a SAVEPOINT inside the batch's transaction
       } catch (err) {
         return err instanceof KilnError ? err : new KilnError('unavailable', 'device registry is unavailable; try again', { cause: err });
       }
@@ -147,13 +187,13 @@ export function createRecorder(sqlite: Database.Database): Recorder {
 }
 
 export interface Writer {
-  record(cert: IssuedCertificate, opts: RecordOptions): Promise<void>;
+  record(cert: IssuedCertificate, opts: RecordOptions): Promise<Repeat | undefined>;
   close(): Promise<void>;
 }
 
 /** Group commit on this thread: records arriving in one event-loop turn share a transaction. */
 export function createInlineWriter(recorder: Recorder): Writer {
-  let queue: { row: RecordRow; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  let queue: { row: RecordRow; resolve: (r: Repeat | undefined) => void; reject: (e: unknown) => void }[] = [];
   const flush = (): void => {
     const pending = queue;
     queue = [];
@@ -164,7 +204,11 @@ export function createInlineWriter(recorder: Recorder): Writer {
       for (const p of pending) p.reject(err);
       return;
     }
-    pending.forEach((p, i) => (outcomes[i] ? p.reject(outcomes[i]) : p.resolve()));
+    pending.forEach((p, i) => {
+      const o = outcomes[i];
+      if (o instanceof KilnError) p.reject(o);
+      else p.resolve(o);
+    });
   };
   return {
     record: (cert, opts) =>

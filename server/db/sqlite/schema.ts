@@ -28,6 +28,20 @@ export const devices = sqliteTable('devices', {
   firstRegisteredAt: integer('first_registered_at', { mode: 'timestamp_ms' }).notNull(),
   lastRegisteredAt: integer('last_registered_at', { mode: 'timestamp_ms' }).notNull(),
   registrations: integer('registrations').notNull(),
+  /** SHA-256 of the current certificate's SubjectPublicKeyInfo: a retry with this key gets that certificate again */
+  keySha256: text('key_sha256'),
+  /** Retries answered with the current certificate (nothing new issued) */
+  repeats: integer('repeats').notNull().default(0),
+});
+
+/** One re-key an operator allowed for a UUID (`kilnctl devices allow-rekey`), used at most once. */
+export const rekeyAllowances = sqliteTable('rekey_allowances', {
+  uuid: text('uuid').primaryKey(),
+  allowedAt: integer('allowed_at', { mode: 'timestamp_ms' }).notNull(),
+  reason: text('reason').notNull(),
+  /** When a registration with a new key used it, and the serial it got; null while unused */
+  usedAt: integer('used_at', { mode: 'timestamp_ms' }),
+  usedSerial: text('used_serial'),
 });
 
 export const deniedDevices = sqliteTable('denied_devices', {

@@ -32,6 +32,7 @@ const cert = (uuid: string, serial = randomUUID().replace(/-/g, ''), issuedAt = 
   issuedAt,
   clientAddress: '127.0.0.1',
   requestId: 'r',
+  keySha256: randomUUID(),
 });
 
 const codeOf = async (p: Promise<unknown>): Promise<string | undefined> =>
@@ -55,7 +56,7 @@ describe('SQLite store', () => {
     const path = join(tempDir(), 'kiln.db');
     const s = fresh(path);
     const uuid = randomUUID();
-    await s.recordIssuance(cert(uuid, 'aa01'), { rejectReregistration: false });
+    await s.recordIssuance(cert(uuid, 'aa01'), { rejectReregistration: false, rekey: 'allow' });
     await s.close();
     const again = fresh(path);
     expect(await again.getDevice(uuid)).toMatchObject({ uuid, serial: 'aa01', registrations: 1 });
@@ -66,7 +67,7 @@ describe('SQLite store', () => {
     const s = fresh();
     const uuid = randomUUID();
     await s.deny([uuid], 'r', new Date());
-    expect(await codeOf(s.recordIssuance(cert(uuid), { rejectReregistration: false }))).toBe('denied');
+    expect(await codeOf(s.recordIssuance(cert(uuid), { rejectReregistration: false, rekey: 'allow' }))).toBe('denied');
     expect(await s.certificatesOf(uuid)).toEqual([]);
   });
 
@@ -77,7 +78,7 @@ describe('SQLite store', () => {
     await s.deny([denied], 'r', new Date());
     const ids = Array.from({ length: 50 }, () => randomUUID());
     const results = await Promise.allSettled(
-      [...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })),
+      [...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false, rekey: 'allow' })),
     );
     expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual([
       'denied',
@@ -102,7 +103,7 @@ describe('SQLite store', () => {
       side.close();
       const ids = Array.from({ length: 20 }, () => randomUUID());
       const all = [...ids.slice(0, 10), broken, ...ids.slice(10)];
-      const results = await Promise.allSettled(all.map((u) => s.recordIssuance(cert(u), { rejectReregistration: false })));
+      const results = await Promise.allSettled(all.map((u) => s.recordIssuance(cert(u), { rejectReregistration: false, rekey: 'allow' })));
       expect(results.map((r) => r.status === 'rejected' && ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual(
         all.map((u) => (u === broken ? 'unavailable' : false)),
       );
@@ -123,7 +124,7 @@ describe('SQLite store', () => {
       .prepare('INSERT INTO denied_devices (uuid, name, reason, denied_at) VALUES (?, ?, ?, ?)')
       .run(randomUUID(), 'n', 'cli', Date.now());
     const uuid = randomUUID();
-    const recorded = s.recordIssuance(cert(uuid), { rejectReregistration: false });
+    const recorded = s.recordIssuance(cert(uuid), { rejectReregistration: false, rekey: 'allow' });
     await new Promise((r) => setTimeout(r, 300));
     other.exec('COMMIT');
     other.close();
@@ -136,7 +137,7 @@ describe('SQLite store', () => {
     const before = batch();
     const s = openSqliteStore(join(tempDir(), 'kiln.db'), { writer: 'worker' });
     open.push(s);
-    await s.recordIssuance(cert(randomUUID()), { rejectReregistration: false }); // the writer is up, and started the checkpointer
+    await s.recordIssuance(cert(randomUUID()), { rejectReregistration: false, rekey: 'allow' }); // the writer is up, and started the checkpointer
     const deadline = Date.now() + 3000;
     while (batch() < before + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(batch()).toBe(before + 2);
@@ -146,7 +147,7 @@ describe('SQLite store', () => {
   it('ok/the writer thread hands its commits to the WAL in a few writes, not two per frame (WAL buffer)', async () => {
     const s = openSqliteStore(join(tempDir(), 'kiln.db'), { writer: 'worker' });
     open.push(s);
-    await s.recordIssuance(cert(randomUUID()), { rejectReregistration: false }); // the writer is up
+    await s.recordIssuance(cert(randomUUID()), { rejectReregistration: false, rekey: 'allow' }); // the writer is up
     // write system calls of the whole process, over 20 commits of 10 records: frame by frame that
     // is ~60 writes a commit; buffered, one or two, beside the wake-ups between the threads
     const writes = (): number => Number(/syscw:\s+(\d+)/.exec(readFileSync('/proc/self/io', 'utf8'))![1]);
@@ -154,7 +155,7 @@ describe('SQLite store', () => {
     for (let wave = 0; wave < 20; wave++) {
       await Promise.all(
         Array.from({ length: 10 }, () =>
-          s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false }),
+          s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' }),
         ),
       );
     }
@@ -167,7 +168,7 @@ describe('SQLite store', () => {
     open.push(s);
     const before = statSync(path).size;
     await Promise.all(
-      Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false })),
+      Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' })),
     );
     // the writer never checkpoints (wal_autocheckpoint = 0) and 300 records are below SQLite's 1,000-page
     // threshold anyway: only the checkpoint thread moves pages into the database file
@@ -193,7 +194,7 @@ describe('SQLite store', () => {
     // 64 records always in flight for 2.5 s (ten checkpoint intervals): the writer never idles
     const until = Date.now() + 2500;
     const lane = async (): Promise<void> => {
-      while (Date.now() < until) await s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false });
+      while (Date.now() < until) await s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' });
     };
     await Promise.all(Array.from({ length: 64 }, lane));
     clearInterval(sampler);
@@ -203,14 +204,14 @@ describe('SQLite store', () => {
 
   it('fail/duplicate serial is a conflict', async () => {
     const s = fresh();
-    await s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false });
-    expect(await codeOf(s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false }))).toBe('conflict');
+    await s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false, rekey: 'allow' });
+    expect(await codeOf(s.recordIssuance(cert(randomUUID(), 'bb'), { rejectReregistration: false, rekey: 'allow' }))).toBe('conflict');
   });
 
   it('ok/delete removes the device, keeps its certificates and denies it', async () => {
     const s = fresh();
     const uuid = randomUUID();
-    await s.recordIssuance(cert(uuid), { rejectReregistration: false });
+    await s.recordIssuance(cert(uuid), { rejectReregistration: false, rekey: 'allow' });
     await s.deleteDevices([uuid], 'deleted', new Date());
     expect(await s.getDevice(uuid)).toBeUndefined();
     expect(await s.certificatesOf(uuid)).toHaveLength(1);
@@ -220,7 +221,7 @@ describe('SQLite store', () => {
   it('fail/deleting an unknown device changes nothing', async () => {
     const s = fresh();
     const known = randomUUID();
-    await s.recordIssuance(cert(known), { rejectReregistration: false });
+    await s.recordIssuance(cert(known), { rejectReregistration: false, rekey: 'allow' });
     expect(await codeOf(s.deleteDevices([known, randomUUID()], 'x', new Date()))).toBe('not_found');
     expect(await s.getDevice(known)).toBeDefined();
     expect(await s.findDenied(known)).toBeUndefined();
@@ -241,7 +242,7 @@ describe('SQLite store', () => {
   it('ok/list pages newest first', async () => {
     const s = fresh();
     const ids = [randomUUID(), randomUUID(), randomUUID()];
-    for (let i = 0; i < 3; i++) await s.recordIssuance(cert(ids[i], undefined, new Date(1000 * (i + 1))), { rejectReregistration: false });
+    for (let i = 0; i < 3; i++) await s.recordIssuance(cert(ids[i], undefined, new Date(1000 * (i + 1))), { rejectReregistration: false, rekey: 'allow' });
     expect((await s.listDevices({ limit: 2, offset: 0 })).map((d) => d.uuid)).toEqual([ids[2], ids[1]]);
     expect((await s.listDevices({ limit: 2, offset: 2 })).map((d) => d.uuid)).toEqual([ids[0]]);
   });

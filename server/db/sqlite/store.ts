@@ -8,10 +8,11 @@ import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
-import type { DeniedDevice, Device, OutboxEntry, Page, Store, UpstreamPause } from '../store.js';
+import type { DeniedDevice, Device, OutboxEntry, Page, RekeyAllowance, Store, UpstreamPause } from '../store.js';
 import { guardSqlite, sqliteError } from './errors.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
-import { certificates, deniedDevices, devices, outbox, upstreamPause } from './schema.js';
+import { certificates, deniedDevices, devices, outbox, rekeyAllowances, upstreamPause } from './schema.js';
+import { backfillKeyHashes } from './key-backfill.js';
 import { startWriterWorker } from './writer.js';
 
 export interface SqliteStoreOptions {
@@ -49,6 +50,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     sqlite.close();
     throw sqliteError(err, path, 'migrate');
   }
+
+  backfillKeyHashes(sqlite);
 
   const findDenied = (uuid: string): DeniedDevice | undefined => {
     const row = deniedRow.get(uuid);
@@ -99,6 +102,20 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       .where(uuids ? and(undelivered, inArray(outbox.uuid, uuids)) : undelivered)
       .run().changes;
   });
+  const allowRekey = sqlite.transaction((uuids: string[], reason: string, now: Date): RekeyAllowance[] => {
+    const found = db.select({ uuid: devices.uuid }).from(devices).where(inArray(devices.uuid, uuids)).all();
+    const missing = uuids.filter((u) => !found.some((f) => f.uuid === u));
+    if (missing.length) throw new KilnError('not_found', `unknown device ${missing.join(', ')}`);
+    return uuids.map((uuid) => {
+      const entry = { uuid, allowedAt: now, reason, usedAt: null, usedSerial: null };
+      db.insert(rekeyAllowances)
+        .values(entry)
+        .onConflictDoUpdate({ target: rekeyAllowances.uuid, set: { allowedAt: now, reason, usedAt: null, usedSerial: null } })
+        .run();
+      return entry;
+    });
+  });
+
   const pauseOf = (now: Date): UpstreamPause | undefined =>
     db
       .select({ until: upstreamPause.until, reason: upstreamPause.reason, pausedAt: upstreamPause.pausedAt })
@@ -185,6 +202,12 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async upstreamPause(now) {
       return pauseOf(now);
+    },
+    async allowRekey(uuids, reason, now) {
+      return allowRekey(uuids, reason, now);
+    },
+    async rekeyAllowance(uuid) {
+      return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
     },
     async ping() {
       sqlite.prepare('select 1').get();

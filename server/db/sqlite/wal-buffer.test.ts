@@ -32,6 +32,8 @@ const row = (): RecordRow => {
     'r',
     null,
     0,
+    randomUUID(),
+    1,
   ];
 };
 

@@ -5,11 +5,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { backgroundThread } from '../../native-ecdsa.js';
+import { KilnError } from '../../../pki/errors.js';
+import type { Repeat } from '../store.js';
 import { createRecorder, type RecordRow } from './recorder.js';
 import { armWalBuffer, loadWalBuffer } from './wal-buffer.js';
 
 export type WriterRequest = { batch: { id: number; row: RecordRow }[] } | { close: true };
-export type WriterReply = { ids: number[]; errors: ({ code: string; message: string } | null)[] } | { failed: number[]; message: string };
+export type WriterReply =
+  | { ids: number[]; errors: ({ code: string; message: string } | null)[]; repeats: (Repeat | null)[] }
+  | { failed: number[]; message: string };
 
 // records are handed over by the event loop: waking this thread must not preempt it
 backgroundThread();
@@ -41,7 +45,8 @@ function flush(): void {
     const outcomes = recorder.recordBatch(batch.map((b) => b.row));
     parentPort!.postMessage({
       ids: batch.map((b) => b.id),
-      errors: outcomes.map((o) => (o ? { code: o.code, message: o.message } : null)),
+      errors: outcomes.map((o) => (o instanceof KilnError ? { code: o.code, message: o.message } : null)),
+      repeats: outcomes.map((o) => (o && !(o instanceof KilnError) ? o : null)),
     } satisfies WriterReply);
   } catch (err) {
     parentPort!.postMessage({ failed: batch.map((b) => b.id), message: (err as Error).message } satisfies WriterReply);

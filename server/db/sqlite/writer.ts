@@ -6,6 +6,7 @@ import { KilnError, type ErrorCode } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
 import { toRecordRow, type RecordRow, type Writer } from './recorder.js';
 import type { WriterReply, WriterRequest } from './writer-worker.js';
+import type { Repeat } from '../store.js';
 
 export const WRITER_SCRIPT = (): string => join(packageRoot(), 'dist/sqlite-writer.js');
 
@@ -13,7 +14,7 @@ export function startWriterWorker(path: string): Writer {
   const script = WRITER_SCRIPT();
   if (!existsSync(script)) throw new KilnError('config', `${script} is missing: run npm run build`);
   const worker = new Worker(script, { workerData: { path } });
-  const pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+  const pending = new Map<number, { resolve: (r: Repeat | undefined) => void; reject: (e: unknown) => void }>();
   let next = 0;
   // records from one event-loop turn travel in one message
   let outgoing: { id: number; row: RecordRow }[] = [];
@@ -38,7 +39,7 @@ export function startWriterWorker(path: string): Writer {
       pending.delete(id);
       const e = m.errors[i];
       if (e) p?.reject(new KilnError(e.code as ErrorCode, e.message));
-      else p?.resolve();
+      else p?.resolve(m.repeats[i] ?? undefined);
     });
   });
   worker.on('error', (err) => {
