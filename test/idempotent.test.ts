@@ -217,3 +217,16 @@ describe('registries from before the key hash', () => {
     await reopened.close();
   });
 });
+
+describe('the same key with another subject is not a retry', () => {
+  it('ok/a device that now asks for a production certificate gets a new one', async () => {
+    const t = await makeTestApp();
+    const d = await deviceCsr();
+    const first = await post(t, d.csrPem, d.uuid);
+    const production = await deviceCsr({ uuid: d.uuid, key: d.key, production: true });
+    const second = await post(t, production.csrPem, d.uuid);
+    expect([first.status, second.status]).toEqual([201, 201]);
+    expect((JSON.parse(second.text) as Files)['client.pem']).not.toBe((JSON.parse(first.text) as Files)['client.pem']);
+    expect(await t.store.getDevice(d.uuid)).toMatchObject({ production: true, registrations: 2, repeats: 0 });
+  });
+});

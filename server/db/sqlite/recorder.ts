@@ -62,8 +62,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
   const hot = {
     denied: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM denied_devices WHERE uuid = ?'),
     device: sqlite.prepare<[string], { serial: string; key: string | null }>('SELECT serial, key_sha256 AS key FROM devices WHERE uuid = ?'),
-    current: sqlite.prepare<[string], { pem: string; delivery: OutboxStatus | null }>(
-      'SELECT c.pem AS pem, o.status AS delivery FROM certificates c LEFT JOIN outbox o ON o.serial = c.serial WHERE c.serial = ?',
+    current: sqlite.prepare<[string], { pem: string; subject: string; delivery: OutboxStatus | null }>(
+      'SELECT c.pem AS pem, c.subject AS subject, o.status AS delivery FROM certificates c LEFT JOIN outbox o ON o.serial = c.serial WHERE c.serial = ?',
     ),
     repeat: sqlite.prepare('UPDATE devices SET repeats = repeats + 1 WHERE uuid = ?'),
     allowance: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM rekey_allowances WHERE uuid = ? AND used_at IS NULL'),
@@ -97,12 +97,14 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     const device = hot.device.get(uuid);
     let rekey = false;
     if (device) {
-      if (device.key === r[14]) {
+      const sameKey = device.key === r[14];
+      if (sameKey) {
+        // the same request again (a lost 201): the same key and the same subject
         const current = hot.current.get(device.serial);
-        if (current) return { serial: device.serial, pem: current.pem, delivery: current.delivery };
+        if (current && current.subject === r[2]) return { serial: device.serial, pem: current.pem, delivery: current.delivery };
       }
       if (r[13]) return new KilnError('conflict', `device ${uuid} is already registered`);
-      if (!r[15]) {
+      if (!sameKey && !r[15]) {
         if (!hot.allowance.get(uuid))
           return new KilnError(
             'conflict',
