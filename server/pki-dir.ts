@@ -34,7 +34,7 @@ function readCert(dir: string, name: string, required: boolean): ParsedCertifica
   try {
     return parseCertificate(der);
   } catch (err) {
-    throw new KilnError('config', `${path} is not a readable X.509 certificate`, { cause: err });
+    throw new KilnError('config', `${path} is not a readable X.509 certificate: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -6,8 +6,11 @@ import { nullValue, oid, seq, set, TAG, utf8 } from '../pki/der.js';
 import { OID } from '../pki/oids.js';
 import { makeTestApp, type TestApp } from './helpers/app.js';
 import { forgeCsrDer, forgeCsrPem, nonMinimalLength, rawAtv } from './helpers/csr-forge.js';
-import { FACTORY, lmpBody } from './helpers/pki.js';
-import { pem } from '../pki/der.js';
+import { FACTORY, lmpBody, makePkiDir } from './helpers/pki.js';
+import { pem, unpemStrict } from '../pki/der.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { kilnctl } from './helpers/proc.js';
 
 const cn = (v: string) => ({ oid: OID.commonName, value: v });
 const ou = (v: string) => ({ oid: OID.organizationalUnit, value: v });
@@ -54,5 +57,16 @@ describe('POST /sign refuses what does not read one way', () => {
     expect(text.trim()).toMatch(reason);
     expect(text.trim().split('\n')).toHaveLength(1);
     expect(await t.store.getDevice(uuid)).toBeUndefined();
+  });
+});
+
+describe('certificates read from a PKI directory are strict DER too', () => {
+  it('fail/a local-ca.pem with a non-minimal length stops pki show (78) with the reason', async () => {
+    const dir = await makePkiDir();
+    const der = unpemStrict(readFileSync(join(dir, 'local-ca.pem'), 'utf8'), 'CERTIFICATE');
+    writeFileSync(join(dir, 'local-ca.pem'), pem('CERTIFICATE', nonMinimalLength(der)));
+    const r = kilnctl(['pki', 'show', '--dir', dir]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toBe(`kilnctl: ${join(dir, 'local-ca.pem')} is not a readable X.509 certificate: non-minimal DER length\n`);
   });
 });
