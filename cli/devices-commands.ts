@@ -1,7 +1,9 @@
 // `kilnctl devices …`: the registry and the deny-list, on the database directly.
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
-import { KilnError } from '../pki/errors.js';
+import { fileError, KilnError } from '../pki/errors.js';
+import { readFileSync } from 'node:fs';
+import { parsePreauthCsv } from './preauthorize-csv.js';
 import { DEFAULTS, SETTINGS, type ServeConfig } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
 import { createUpstreamClient, readUpstreamToken, type UpstreamClient } from '../server/upstream.js';
@@ -94,6 +96,23 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
       withStore(o, async (s) => {
         const entries = await s.deny(uuidsArg(uuids), o.reason, new Date());
         printResult(!!o.json, entries, () => `Denied ${entries.map((e) => e.uuid).join(', ')}\n`);
+      }),
+    );
+
+  cmd('preauthorize', 'list devices in advance for preauthorized lots (CSV: uuid,key_sha256,hardware_id,name,lot)')
+    .requiredOption('--file <csv>', 'the CSV file; every line is checked before anything is imported')
+    .action((o: DbOpts & { file: string }) =>
+      withStore(o, async (s) => {
+        let text: string;
+        try {
+          text = readFileSync(o.file, 'utf8');
+        } catch (err) {
+          throw fileError('read', o.file, err);
+        }
+        const lots = new Set((await s.listLots()).map((l) => l.name));
+        const rows = parsePreauthCsv(text, o.file, lots);
+        const n = await s.importPreauthorized(rows, new Date());
+        printResult(!!o.json, { imported: n }, () => `Pre-authorized ${n} devices\n`);
       }),
     );
 

@@ -1,7 +1,9 @@
 // kilnctl: the registration server and its admin commands.
 import { Command } from 'commander';
 import { VERSION } from '../pki/version.js';
+import { addApprovalsCommands } from './approvals-commands.js';
 import { addDevicesCommands } from './devices-commands.js';
+import { addLotsCommands } from './lots-commands.js';
 import { addPkiCommands } from './pki-commands.js';
 import { addServeCommand } from './serve-command.js';
 import { EXIT_CODES_HELP, runMain, usage } from './shared/run.js';
@@ -24,6 +26,8 @@ export function createProgram(env: NodeJS.ProcessEnv): Command {
   addPkiCommands(program, env);
   addDevicesCommands(program, env);
   addUpstreamCommands(program, env);
+  addLotsCommands(program, env);
+  addApprovalsCommands(program, env);
   // every sub-command reports usage errors through the same path
   const override = (c: Command): void => {
     c.exitOverride();

@@ -19,12 +19,17 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--validity-days <n>', 'device certificate validity in days (default 7300)')
     .option('--serial-from-uuid', 'use the device UUID as certificate serial, as the reference server does')
     .option('--reject-reregistration', 'answer 409 to a new certificate for a UUID that has one (a retry with its key still gets it)')
-    .option('--rekey <policy>', 'a registered UUID with a new key: deny (default: 409 unless kilnctl devices allow-rekey) or allow (the reference)')
+    .option(
+      '--rekey <policy>',
+      'a registered UUID with a new key: deny (default: 409 unless kilnctl devices allow-rekey) or allow (the reference)',
+    )
     .option('--upstream-api <url>', 'partially detached: create each device here (PUT), e.g. https://api.foundries.io/ota/devices/')
     .option('--upstream-token-file <file>', 'file holding the upstream token (scope devices:create)')
     .option('--device-group <group>', 'upstream device group for new devices')
     .option('--upstream-mode <mode>', 'outbox (default: answer at once, deliver durably) or sync (the device waits)')
     .option('--upstream-retry-base-ms <ms>', 'first outbox retry delay; doubles per attempt with jitter, up to 5 min (default 1000)')
+    .option('--enrollment <mode>', "who may register: open (default: any valid CSR, as the reference) or token (a production lot's token)")
+    .option('--auth-header <name>', "the header carrying the device's token, as lmp-device-register -H (default OSF-TOKEN)")
     .option('--log-level <level>', 'error, warn or info (default info: a line per request)')
     .addHelpText('after', serveHelpFooter())
     .action(async (opts: Record<string, string | boolean | undefined>) => {

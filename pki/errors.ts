@@ -8,6 +8,8 @@ export const ERROR_TABLE = {
   bad_csr: { http: 400, exit: 65 },
   policy: { http: 400, exit: 65 },
   not_found: { http: 404, exit: 65 },
+  /** a device of a manual lot awaits an operator's approval: not a refusal, retry later */
+  pending: { http: 202, exit: 75 },
   /** a file or registry that must exist does not (sysexits EX_NOINPUT) */
   no_input: { http: 503, exit: 66 },
   /** a file or directory cannot be created (EX_CANTCREAT) */

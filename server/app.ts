@@ -21,6 +21,8 @@ export interface AppDeps {
   upstreamState?: () => Record<string, string | undefined>;
   /** The peer address of a request; defaults to the socket's. */
   clientAddress?: (req: IncomingMessage) => string;
+  /** The header carrying the device's token (default OSF-TOKEN). */
+  authHeader?: string;
 }
 
 type Env = { Bindings: HttpBindings; Variables: { requestId: string; trace: SignTrace } };

@@ -19,6 +19,8 @@ describe('parseServeConfig', () => {
       rejectReregistration: false,
       logLevel: 'info',
       rekey: 'deny',
+      enrollment: 'open',
+      authHeader: 'OSF-TOKEN',
       upstream: undefined,
     });
     expect(Object.isFrozen(c)).toBe(true);

@@ -21,6 +21,10 @@ export interface ServeConfig {
   readonly rejectReregistration: boolean;
   /** A registered UUID with a new key: refused unless allowed once by an operator ('deny'), or issued ('allow', the reference). */
   readonly rekey: 'deny' | 'allow';
+  /** Who may register: 'open' (any valid CSR, the reference) or 'token' (a production lot's enrollment token). */
+  readonly enrollment: 'open' | 'token';
+  /** The header that carries the device's token (lmp-device-register's -H). */
+  readonly authHeader: string;
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
   readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
@@ -54,6 +58,8 @@ export const SETTINGS = {
   serialFromUuid: { key: 'serialFromUuid', env: 'KILN_SERIAL_FROM_UUID', flag: '--serial-from-uuid' },
   rejectReregistration: { key: 'rejectReregistration', env: 'KILN_REJECT_REREGISTRATION', flag: '--reject-reregistration' },
   rekey: { key: 'rekey', env: 'KILN_REKEY', flag: '--rekey' },
+  enrollment: { key: 'enrollment', env: 'KILN_ENROLLMENT', flag: '--enrollment' },
+  authHeader: { key: 'authHeader', env: 'KILN_AUTH_HEADER', flag: '--auth-header' },
   logLevel: { key: 'logLevel', env: 'KILN_LOG_LEVEL', flag: '--log-level' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
@@ -71,6 +77,8 @@ export const DEFAULTS = {
   validityDays: 7300,
   logLevel: 'info',
   rekey: 'deny',
+  enrollment: 'open',
+  authHeader: 'OSF-TOKEN',
 } as const;
 
 export interface ConfigSources {
@@ -180,6 +188,16 @@ function parseRekey(where: string, v: Raw): 'deny' | 'allow' {
   return v as 'deny' | 'allow';
 }
 
+function parseEnrollment(where: string, v: Raw): 'open' | 'token' {
+  if (v !== 'open' && v !== 'token') fail(`${where}: expected open or token`);
+  return v as 'open' | 'token';
+}
+
+function parseHeaderName(where: string, v: Raw): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(v)) fail(`${where}: expected an HTTP header name`);
+  return v as string;
+}
+
 const LOG_LEVELS = ['error', 'warn', 'info'] as const;
 function parseLogLevel(where: string, v: Raw): LogLevel {
   const s = String(v).toLowerCase();
@@ -214,6 +232,8 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
     serialFromUuid: withDefault(SETTINGS.serialFromUuid, parseBool, false),
     rejectReregistration: withDefault(SETTINGS.rejectReregistration, parseBool, false),
     rekey: withDefault(SETTINGS.rekey, parseRekey, DEFAULTS.rekey),
+    enrollment: withDefault(SETTINGS.enrollment, parseEnrollment, DEFAULTS.enrollment),
+    authHeader: withDefault(SETTINGS.authHeader, parseHeaderName, DEFAULTS.authHeader),
     logLevel: withDefault(SETTINGS.logLevel, parseLogLevel, DEFAULTS.logLevel),
   };
   const api = str(SETTINGS.upstreamApi);

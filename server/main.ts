@@ -20,6 +20,7 @@ import { walBufferBuilt } from './db/sqlite/wal-buffer.js';
 import { loadNativeEcdsa, type NativeEcdsa } from './native-ecdsa.js';
 import { loadFactoryPki, signingFrom, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
+import { createEnrollmentGate } from './enrollment.js';
 import { createSignService } from './sign-service.js';
 import { createUpstreamClient, readUpstreamToken } from './upstream.js';
 
@@ -114,6 +115,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     clock,
     random: pooledRandom(),
     ecVerifier: ecdsa.verifier,
+    enrollment: config.enrollment === 'token' ? createEnrollmentGate('token', store, config.authHeader) : undefined,
     upstream:
       upstreamClient && config.upstream
         ? {
@@ -129,6 +131,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     store,
     signer,
     logger,
+    authHeader: config.authHeader,
     upstreamState: config.upstream ? () => ({ mode: config.upstream!.mode, ...(worker?.state() ?? { state: 'running' }) }) : undefined,
   });
 
@@ -148,7 +151,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     ostree: urls.ostree,
     db: config.db.kind,
     // who may register: open is the reference's behaviour (any valid CSR)
-    enrollment: 'open',
+    enrollment: config.enrollment,
     upstream: config.upstream ? config.upstream.mode : 'detached',
     log_level: config.logLevel,
     key: signer.describe().backend,
@@ -157,6 +160,10 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     // the SQLite writer thread's WAL write buffer (native/walbuf.c)
     wal_buffer: config.db.kind === 'sqlite' && walBufferBuilt(),
   });
+  if (config.enrollment === 'open')
+    logger.warn('enrollment_open', {
+      detail: 'any device that reaches /sign with a valid CSR gets a certificate; use --enrollment token and production lots to decide who may register',
+    });
 
   return {
     url,

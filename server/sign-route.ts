@@ -17,6 +17,8 @@ export interface SignRouteDeps {
   logger: Logger;
   /** The peer address; defaults to the socket's. */
   clientAddress?: (req: IncomingMessage) => string;
+  /** The header carrying the device's token (lmp-device-register's -H; default OSF-TOKEN). */
+  authHeader?: string;
 }
 
 /** The peer address of a request's socket. */
@@ -78,6 +80,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 
 export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const clientAddress = deps.clientAddress ?? socketAddress;
+  const authHeader = (deps.authHeader ?? 'OSF-TOKEN').toLowerCase();
+  const tokenOf = (req: IncomingMessage): string | undefined => {
+    const v = req.headers[authHeader];
+    return Array.isArray(v) ? v[0] : v;
+  };
 
   return (req, res) => {
     const started = performance.now();
@@ -109,7 +116,7 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
       return fail(new KilnError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));
     }
     readBody(req, MAX_BODY_BYTES)
-      .then((body) => deps.signService.sign(body, { requestId, clientAddress: client }, trace))
+      .then((body) => deps.signService.sign(body, { requestId, clientAddress: client, token: tokenOf(req) }, trace))
       .then((files) => answer(201, 'application/json', JSON.stringify(files)), fail);
   };
 }

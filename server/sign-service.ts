@@ -10,6 +10,7 @@ import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial, serialHex, uuidSerial, type RandomSource } from '../pki/serial.js';
 import { createHash } from 'node:crypto';
 import type { IssuedCertificate, Repeat, Store } from './db/store.js';
+import type { EnrollmentGate } from './enrollment.js';
 import { parseSignRequest } from './sign-request.js';
 import { renderSotaToml } from './sota-toml.js';
 
@@ -44,11 +45,15 @@ export interface SignServiceDeps {
   random: RandomSource;
   /** Verifies EC CSR signatures from the bare point (native); node:crypto without it. */
   ecVerifier?: EcVerifier;
+  /** Who may register (token mode); absent: open, as the reference. */
+  enrollment?: EnrollmentGate;
 }
 
 export interface SignMeta {
   requestId: string;
   clientAddress: string;
+  /** The auth header's value (OSF-TOKEN): the enrollment token in token mode. Never logged. */
+  token?: string;
 }
 
 /** Filled in as the pipeline learns things, so the request log can say them even on failure. */
@@ -100,6 +105,22 @@ export function createSignService(deps: SignServiceDeps): SignService {
         throw new KilnError('bad_request', "field 'uuid' does not match the CSR's CN");
       }
       // the deny-list is checked where it counts: in the transaction that records the certificate (403 from there)
+      const keySha256 = createHash('sha256').update(csr.spkiDer).digest('hex');
+      const admission = deps.enrollment
+        ? await deps.enrollment.admit(
+            {
+              token: meta.token,
+              uuid: id.uuid,
+              keySha256,
+              hardwareId: req.hardwareId,
+              name: req.name ?? id.uuid,
+              production: id.production,
+              clientAddress: meta.clientAddress,
+            },
+            deps.clock(),
+          )
+        : undefined;
+      const group = admission?.group ?? deps.upstream?.group;
 
       const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
       const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays });
@@ -121,8 +142,9 @@ export function createSignService(deps: SignServiceDeps): SignService {
         issuedAt: deps.clock(),
         clientAddress: meta.clientAddress,
         requestId: meta.requestId,
-        upstreamBody: deps.upstream ? upstreamBody(pem, req.name, deps.upstream.group) : undefined,
-        keySha256: createHash('sha256').update(csr.spkiDer).digest('hex'),
+        upstreamBody: deps.upstream ? upstreamBody(pem, req.name, group) : undefined,
+        keySha256,
+        lot: admission?.lot,
       };
       const recordStarted = performance.now();
       let repeat: Repeat | undefined;
@@ -146,7 +168,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
         trace.repeat = true;
         if (upstream?.mode === 'sync' && repeat.delivery !== null && repeat.delivery !== 'delivered')
           await registry(() =>
-            upstream.deliverNow({ serial: repeat!.serial, uuid: id.uuid, body: upstreamBody(repeat!.pem, req.name, upstream.group) }),
+            upstream.deliverNow({ serial: repeat!.serial, uuid: id.uuid, body: upstreamBody(repeat!.pem, req.name, group) }),
           );
       } else if (upstream?.mode === 'sync')
         await registry(() => upstream.deliverNow({ serial: record.serial, uuid: record.uuid, body: record.upstreamBody! }));

@@ -68,6 +68,8 @@ export function reasonOf(text: string): string {
 /** Maps a non-201 answer to the error (and so the exit code) it deserves. */
 export function refusal(answer: SignAnswer): KilnError {
   const reason = `HTTP ${answer.status}: ${reasonOf(answer.text)}`;
+  // a manual lot: the server recorded the request; an operator must approve it, then a retry succeeds
+  if (answer.status === 202) return new KilnError('pending', `registration awaits approval by an operator; retry later: ${reason}`);
   // 5xx, 408 and 429 are not refusals: the same request may succeed later (exit 75)
   if (answer.status >= 500 || answer.status === 429 || answer.status === 408)
     return new KilnError('temporary', `server temporarily unavailable, try again later: ${reason}`);

@@ -1,7 +1,7 @@
 // device-register: make a key and CSR, ask the server to sign it, write the
 // device files. Leaves the sota directory as it was on any failure.
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../../pki/csr-builder.js';
@@ -13,6 +13,7 @@ import { p11Section } from './hsm-config.js';
 import { openDeviceHsm, type DeviceHsm } from './hsm.js';
 import { checkReachable, parseFiles, postSign, refusal } from './http.js';
 import { helpText, osReleasePath, parseArgs, parseOsRelease, resolveOptions, type Options } from './options.js';
+import { clearPending, readPending, savePending } from './pending.js';
 import { buildSignBody } from './request.js';
 import { VERSION } from '../../pki/version.js';
 
@@ -60,6 +61,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
     );
   }
 
+  // a request that awaits approval is retried as the same request: its UUID and key
+  const pending = o.hsmModule ? undefined : readPending(o.sotaDir);
+  if (pending && (raw.uuid === undefined || String(raw.uuid).toLowerCase() === pending.uuid)) {
+    if (raw.name === undefined) o.name = pending.uuid;
+    o.uuid = pending.uuid;
+  }
+  const identity = { key: pending && pending.uuid === o.uuid ? pending.key : undefined };
+
   const staging = createStaging(o.sotaDir);
   const hsm = o.hsmModule
     ? await openDeviceHsm({ module: o.hsmModule, pin: o.hsmPin ?? '', soPin: o.hsmSoPin, force: o.force })
@@ -73,10 +82,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    await register(o, staging, hsm);
+    await register(o, staging, hsm, identity);
   } catch (err) {
     staging.abort();
     hsm?.rollback();
+    if (err instanceof KilnError && err.code === 'pending' && identity.key) savePending(o.sotaDir, { uuid: o.uuid, key: identity.key });
     // a device that never had DEVICE_API set talks to the cloud: say so where the error is read
     if (o.deviceApiDefaulted && err instanceof KilnError && err.code !== 'io')
       throw new KilnError(err.code, `${err.message} (${DEFAULT_API_NOTE(o.deviceApi)})`, { cause: err });
@@ -86,13 +96,19 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
     process.removeListener('SIGTERM', onSignal);
     hsm?.close();
   }
+  clearPending(o.sotaDir);
   say(`Device ${o.uuid} (${o.name}) is now registered${o.production ? ' as a production device' : ''}.\n`);
   if (o.startDaemon) await startDaemon(o.startDaemonCommand);
   return 0;
 }
 
-async function register(o: Options, staging: ReturnType<typeof createStaging>, hsm: DeviceHsm | undefined): Promise<void> {
-  const key = hsm ? undefined : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+async function register(
+  o: Options,
+  staging: ReturnType<typeof createStaging>,
+  hsm: DeviceHsm | undefined,
+  identity: { key?: KeyObject },
+): Promise<void> {
+  const key = hsm ? undefined : (identity.key ??= generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
   const csr = pem(
     'CERTIFICATE REQUEST',
     await createCsr({

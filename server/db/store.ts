@@ -18,6 +18,53 @@ export interface IssuedCertificate {
   upstreamBody?: string;
   /** SHA-256 (hex) of the certificate's SubjectPublicKeyInfo. */
   keySha256: string;
+  /** Token enrollment: the lot that admitted the device (counted against its max-devices when the device is new). */
+  lot?: string;
+}
+
+export type LotProduction = 'required' | 'forbidden' | 'any';
+export type LotApproval = 'auto' | 'manual' | 'preauthorized';
+
+/** A production lot; its enrollment token is never stored, only its SHA-256. */
+export interface Lot {
+  name: string;
+  tokenSha256: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+  maxDevices: number | null;
+  hwidPattern: string | null;
+  deviceGroup: string | null;
+  production: LotProduction;
+  approval: LotApproval;
+  revokedAt: Date | null;
+  admitted: number;
+}
+
+export type NewLot = Omit<Lot, 'revokedAt' | 'admitted'>;
+
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected';
+
+export interface Approval {
+  uuid: string;
+  keySha256: string;
+  hardwareId: string;
+  name: string;
+  clientAddress: string;
+  lot: string;
+  firstSeen: Date;
+  lastSeen: Date;
+  attempts: number;
+  status: ApprovalStatus;
+  decidedAt: Date | null;
+}
+
+export interface Preauthorization {
+  uuid: string;
+  keySha256: string | null;
+  hardwareId: string | null;
+  name: string | null;
+  lot: string | null;
+  createdAt: Date;
 }
 
 /** A certificate as the registry keeps it. */
@@ -150,6 +197,26 @@ export interface Store {
   pauseUpstream(pause: UpstreamPause): Promise<void>;
   /** The pause in force at `now`, if any. */
   upstreamPause(now: Date): Promise<UpstreamPause | undefined>;
+  createLot(lot: NewLot): Promise<Lot>;
+  getLot(name: string): Promise<Lot | undefined>;
+  lotByTokenHash(tokenSha256: string): Promise<Lot | undefined>;
+  listLots(): Promise<Lot[]>;
+  /** Throws 'not_found' for an unknown lot. */
+  revokeLot(name: string, now: Date): Promise<Lot>;
+  /** Throws 'not_found' for an unknown lot. */
+  rotateLotToken(name: string, tokenSha256: string): Promise<Lot>;
+  approval(uuid: string): Promise<Approval | undefined>;
+  /** A manual lot's device asked (again): recorded as pending, or its last-seen and attempts updated. */
+  notePending(a: Omit<Approval, 'firstSeen' | 'lastSeen' | 'attempts' | 'status' | 'decidedAt'>, now: Date): Promise<Approval>;
+  listApprovals(filter: { status?: ApprovalStatus }, page: Page): Promise<Approval[]>;
+  /**
+   * Approves or rejects pending (or earlier decided) devices; a rejection also denies the
+   * UUID. Throws 'not_found' (and changes nothing) when a UUID has no approval request.
+   */
+  decideApprovals(uuids: string[], decision: 'approved' | 'rejected', now: Date): Promise<Approval[]>;
+  preauthorization(uuid: string): Promise<Preauthorization | undefined>;
+  /** Adds or replaces pre-authorizations, all or none. */
+  importPreauthorized(rows: Omit<Preauthorization, 'createdAt'>[], now: Date): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

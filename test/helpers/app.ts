@@ -12,6 +12,7 @@ import type { Store } from '../../server/db/store.js';
 import { createJsonLogger } from '../../server/logger.js';
 import { loadNativeEcdsa } from '../../server/native-ecdsa.js';
 import { loadFactoryPki, signingFrom, type FactoryPki } from '../../server/pki-dir.js';
+import { createEnrollmentGate } from '../../server/enrollment.js';
 import { createSignService, type SignSettings } from '../../server/sign-service.js';
 import { makePkiDir } from './pki.js';
 
@@ -19,7 +20,7 @@ export interface TestApp {
   /** POST /sign over HTTP */
   /** the POST /sign URL on 127.0.0.1 */
   url: string;
-  request: (body: string, init?: { contentType?: string | null }) => Promise<Response>;
+  request: (body: string, init?: { contentType?: string | null; token?: string | null }) => Promise<Response>;
   app: ReturnType<typeof createApp>;
   store: Store;
   pki: FactoryPki;
@@ -28,7 +29,10 @@ export interface TestApp {
   rawLogs: () => string;
 }
 
-export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { pkiDir?: string; dbPath?: string } = {}): Promise<TestApp> {
+export async function makeTestApp(
+  settings: Partial<SignSettings> = {},
+  opts: { pkiDir?: string; dbPath?: string; enrollment?: 'open' | 'token' } = {},
+): Promise<TestApp> {
   const pkiDir = opts.pkiDir ?? (await makePkiDir());
   const ecdsa = loadNativeEcdsa();
   const signer = ecdsa.pemSigner(readFileSync(join(pkiDir, 'local-ca.key')));
@@ -51,6 +55,7 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     clock: () => new Date(),
     random: randomBytes,
     ecVerifier: ecdsa.verifier,
+    enrollment: opts.enrollment === 'token' ? createEnrollmentGate('token', store, 'OSF-TOKEN') : undefined,
   });
   const deps = { signService, store, signer, logger, clientAddress: () => '192.0.2.10' };
   const app = createApp(deps);
@@ -65,7 +70,8 @@ export async function makeTestApp(settings: Partial<SignSettings> = {}, opts: { 
     pkiDir,
     url,
     request: async (body, init = {}) => {
-      const headers: Record<string, string> = { 'OSF-TOKEN': 'na' };
+      const headers: Record<string, string> = {};
+      if (init.token !== null) headers['OSF-TOKEN'] = init.token ?? 'na';
       if (init.contentType !== null) headers['Content-Type'] = init.contentType ?? 'application/json';
       return fetch(url, { method: 'POST', headers, body });
     },

@@ -29,6 +29,7 @@ export type RecordRow = [
   rejectReregistration: 0 | 1,
   keySha256: string,
   rekeyAllowed: 0 | 1,
+  lot: string | null,
 ];
 
 export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow => [
@@ -48,6 +49,7 @@ export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow =
   o.rejectReregistration ? 1 : 0,
   c.keySha256,
   o.rekey === 'allow' ? 1 : 0,
+  c.lot ?? null,
 ];
 
 /** Per item: undefined when committed, a Repeat when the device already has this key's certificate, else the refusal. */
@@ -68,6 +70,11 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     repeat: sqlite.prepare('UPDATE devices SET repeats = repeats + 1 WHERE uuid = ?'),
     allowance: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM rekey_allowances WHERE uuid = ? AND used_at IS NULL'),
     useAllowance: sqlite.prepare('UPDATE rekey_allowances SET used_at = ?, used_serial = ? WHERE uuid = ? AND used_at IS NULL'),
+    lot: sqlite.prepare<[string], { revoked: number | null; expires: number | null; max: number | null; admitted: number }>(
+      'SELECT revoked_at AS revoked, expires_at AS expires, max_devices AS max, admitted FROM lots WHERE name = ?',
+    ),
+    admit: sqlite.prepare('UPDATE lots SET admitted = admitted + 1 WHERE name = ?'),
+    setDeviceLot: sqlite.prepare('UPDATE devices SET lot = ? WHERE uuid = ?'),
     serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
     insertCert: sqlite.prepare(
       `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
@@ -91,10 +98,24 @@ export function createRecorder(sqlite: Database.Database): Recorder {
    * (the device already has this key's certificate: a lost 201, a retry), 'rekey'
    * (a new key an operator allowed, to be used up by the write), or undefined.
    */
-  const decide = (r: RecordRow): KilnError | Repeat | 'rekey' | undefined => {
+  const decide = (r: RecordRow): KilnError | Repeat | 'rekey' | 'admit' | undefined => {
     const [serial, uuid] = r;
     if (hot.denied.get(uuid)) return new KilnError('denied', `device ${uuid} is on the deny-list`);
     const device = hot.device.get(uuid);
+    const lotName = r[16];
+    if (lotName !== null) {
+      // the lot as it is now: revoked or expired since the request was checked, or full
+      const lot = hot.lot.get(lotName);
+      if (!lot || lot.revoked !== null) return new KilnError('unauthorized', `lot ${lotName} was revoked: its token no longer enrolls devices`);
+      if (lot.expires !== null && lot.expires <= r[9]) return new KilnError('denied', `lot ${lotName} expired at ${new Date(lot.expires).toISOString()}`);
+      if (!device) {
+        if (lot.max !== null && lot.admitted >= lot.max)
+          return new KilnError('denied', `lot ${lotName} is full: ${lot.admitted} of ${lot.max} devices enrolled`);
+        if (hot.serialTaken.get(serial))
+          return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
+        return 'admit';
+      }
+    }
     let rekey = false;
     if (device) {
       const sameKey = device.key === r[14];
@@ -144,9 +165,14 @@ export function createRecorder(sqlite: Database.Database): Recorder {
   /** Carries out a decision: writes the record, or counts the repeat; returns the outcome. */
   const apply = (r: RecordRow, d: ReturnType<typeof decide>): RecordOutcome => {
     if (d instanceof KilnError) return d;
-    if (d === undefined || d === 'rekey') {
+    if (d === undefined || d === 'rekey' || d === 'admit') {
       write(r);
       if (d === 'rekey') hot.useAllowance.run(r[9], r[0], r[1]);
+      if (d === 'admit') {
+        // a new device of a lot: counted here, in the transaction that records it, so N never becomes N+1
+        hot.admit.run(r[16]);
+        hot.setDeviceLot.run(r[16], r[1]);
+      }
       return undefined;
     }
     hot.repeat.run(r[1]);

@@ -1,4 +1,4 @@
-import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 export const certificates = sqliteTable(
   'certificates',
@@ -32,6 +32,8 @@ export const devices = sqliteTable('devices', {
   keySha256: text('key_sha256'),
   /** Retries answered with the current certificate (nothing new issued) */
   repeats: integer('repeats').notNull().default(0),
+  /** The production lot the device was first admitted through (token enrollment) */
+  lot: text('lot'),
 });
 
 /** One re-key an operator allowed for a UUID (`kilnctl devices allow-rekey`), used at most once. */
@@ -82,4 +84,57 @@ export const upstreamPause = sqliteTable('upstream_pause', {
   until: integer('until', { mode: 'timestamp_ms' }).notNull(),
   reason: text('reason').notNull(),
   pausedAt: integer('paused_at', { mode: 'timestamp_ms' }).notNull(),
+});
+
+/** A production lot: who may enroll with its token, how many, and how they are admitted. */
+export const lots = sqliteTable(
+  'lots',
+  {
+    name: text('name').primaryKey(),
+    /** SHA-256 (hex) of the enrollment token; the token itself is shown once and never stored */
+    tokenSha256: text('token_sha256').notNull(),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    expiresAt: integer('expires_at', { mode: 'timestamp_ms' }),
+    maxDevices: integer('max_devices'),
+    /** glob over the hardware id (`*`, `?`), null: any */
+    hwidPattern: text('hwid_pattern'),
+    /** upstream device group for the lot's devices */
+    deviceGroup: text('device_group'),
+    /** required | forbidden | any */
+    production: text('production').notNull(),
+    /** auto | manual | preauthorized */
+    approval: text('approval').notNull(),
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+    /** devices admitted so far; exact, counted in the recording transaction */
+    admitted: integer('admitted').notNull().default(0),
+  },
+  (t) => [uniqueIndex('lots_token_idx').on(t.tokenSha256)],
+);
+
+/** Devices of manual lots waiting for an operator, and the operator's decision. */
+export const approvals = sqliteTable('approvals', {
+  uuid: text('uuid').primaryKey(),
+  keySha256: text('key_sha256').notNull(),
+  hardwareId: text('hardware_id').notNull(),
+  name: text('name').notNull(),
+  clientAddress: text('client_address').notNull(),
+  lot: text('lot').notNull(),
+  firstSeen: integer('first_seen', { mode: 'timestamp_ms' }).notNull(),
+  lastSeen: integer('last_seen', { mode: 'timestamp_ms' }).notNull(),
+  attempts: integer('attempts').notNull(),
+  /** pending | approved | rejected */
+  status: text('status').notNull(),
+  decidedAt: integer('decided_at', { mode: 'timestamp_ms' }),
+});
+
+/** Devices listed in advance for preauthorized lots. */
+export const preauthorized = sqliteTable('preauthorized', {
+  uuid: text('uuid').primaryKey(),
+  /** SHA-256 (hex) of the SubjectPublicKeyInfo, when known in advance */
+  keySha256: text('key_sha256'),
+  hardwareId: text('hardware_id'),
+  name: text('name'),
+  /** the lot it may enroll through; null: any preauthorized lot */
+  lot: text('lot'),
+  createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
 });

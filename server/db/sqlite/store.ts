@@ -8,10 +8,10 @@ import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
-import type { DeniedDevice, Device, OutboxEntry, Page, RekeyAllowance, Store, UpstreamPause } from '../store.js';
+import type { Approval, DeniedDevice, Device, Lot, OutboxEntry, Page, RekeyAllowance, Store, UpstreamPause } from '../store.js';
 import { guardSqlite, sqliteError } from './errors.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
-import { certificates, deniedDevices, devices, outbox, rekeyAllowances, upstreamPause } from './schema.js';
+import { approvals, certificates, deniedDevices, devices, lots, outbox, preauthorized, rekeyAllowances, upstreamPause } from './schema.js';
 import { backfillKeyHashes } from './key-backfill.js';
 import { startWriterWorker } from './writer.js';
 
@@ -116,6 +116,35 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     });
   });
 
+  const lotOf = (name: string): Lot | undefined => db.select().from(lots).where(eq(lots.name, name)).get() as Lot | undefined;
+  const mustLot = (name: string): Lot => {
+    const lot = lotOf(name);
+    if (!lot) throw new KilnError('not_found', `no lot named ${name}`);
+    return lot;
+  };
+  const approvalOf = (uuid: string): Approval | undefined =>
+    db.select().from(approvals).where(eq(approvals.uuid, uuid)).get() as Approval | undefined;
+
+  const decideApprovals = sqlite.transaction((uuids: string[], decision: 'approved' | 'rejected', now: Date): Approval[] => {
+    const found = uuids.map(approvalOf);
+    const missing = uuids.filter((_, i) => !found[i]);
+    if (missing.length) throw new KilnError('not_found', `no approval request for ${missing.join(', ')}`);
+    db.update(approvals).set({ status: decision, decidedAt: now }).where(inArray(approvals.uuid, uuids)).run();
+    if (decision === 'rejected') deny(uuids, 'rejected by an operator', now);
+    return uuids.map((u) => approvalOf(u)!);
+  });
+
+  const importPreauthorized = sqlite.transaction((rows: Parameters<Store['importPreauthorized']>[0], now: Date): number => {
+    const put = sqlite.prepare(
+      `INSERT INTO preauthorized (uuid, key_sha256, hardware_id, name, lot, created_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (uuid) DO UPDATE SET key_sha256 = excluded.key_sha256, hardware_id = excluded.hardware_id,
+         name = excluded.name, lot = excluded.lot, created_at = excluded.created_at`,
+    );
+    const at = now.getTime();
+    for (const r of rows) put.run(r.uuid, r.keySha256, r.hardwareId, r.name, r.lot, at);
+    return rows.length;
+  });
+
   const pauseOf = (now: Date): UpstreamPause | undefined =>
     db
       .select({ until: upstreamPause.until, reason: upstreamPause.reason, pausedAt: upstreamPause.pausedAt })
@@ -205,6 +234,60 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async allowRekey(uuids, reason, now) {
       return allowRekey(uuids, reason, now);
+    },
+    async createLot(lot) {
+      if (lotOf(lot.name)) throw new KilnError('conflict', `lot ${lot.name} already exists`);
+      db.insert(lots).values(lot).run();
+      return lotOf(lot.name)!;
+    },
+    async getLot(name) {
+      return lotOf(name);
+    },
+    async lotByTokenHash(hash) {
+      return db.select().from(lots).where(eq(lots.tokenSha256, hash)).get() as Lot | undefined;
+    },
+    async listLots() {
+      return db.select().from(lots).orderBy(desc(lots.createdAt), lots.name).all() as Lot[];
+    },
+    async revokeLot(name, now) {
+      const lot = mustLot(name);
+      if (!lot.revokedAt) db.update(lots).set({ revokedAt: now }).where(eq(lots.name, name)).run();
+      return lotOf(name)!;
+    },
+    async rotateLotToken(name, hash) {
+      mustLot(name);
+      db.update(lots).set({ tokenSha256: hash }).where(eq(lots.name, name)).run();
+      return lotOf(name)!;
+    },
+    async approval(uuid) {
+      return approvalOf(uuid);
+    },
+    async notePending(a, now) {
+      db.insert(approvals)
+        .values({ ...a, firstSeen: now, lastSeen: now, attempts: 1, status: 'pending', decidedAt: null })
+        .onConflictDoUpdate({
+          target: approvals.uuid,
+          set: { lastSeen: now, attempts: sql`${approvals.attempts} + 1`, clientAddress: a.clientAddress },
+        })
+        .run();
+      return approvalOf(a.uuid)!;
+    },
+    async listApprovals(filter, page) {
+      const q = db.select().from(approvals);
+      return (filter.status ? q.where(eq(approvals.status, filter.status)) : q)
+        .orderBy(desc(approvals.lastSeen), approvals.uuid)
+        .limit(page.limit)
+        .offset(page.offset)
+        .all() as Approval[];
+    },
+    async decideApprovals(uuids, decision, now) {
+      return decideApprovals(uuids, decision, now);
+    },
+    async preauthorization(uuid) {
+      return db.select().from(preauthorized).where(eq(preauthorized.uuid, uuid)).get();
+    },
+    async importPreauthorized(rows, now) {
+      return importPreauthorized(rows, now);
     },
     async rekeyAllowance(uuid) {
       return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();

@@ -34,6 +34,7 @@ const row = (): RecordRow => {
     0,
     randomUUID(),
     1,
+    null,
   ];
 };
 

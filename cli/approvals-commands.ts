@@ -1,0 +1,63 @@
+// `kilnctl approvals …`: devices of manual lots waiting for an operator.
+import type { Command } from 'commander';
+import { isCanonicalUuid } from '../pki/policy.js';
+import type { ApprovalStatus } from '../server/db/store.js';
+import { withStore, type SiteOpts } from './shared/db.js';
+import { printResult, table } from './shared/output.js';
+import { usage } from './shared/run.js';
+import { siteOptions } from './shared/site-options.js';
+
+type Opts = SiteOpts & { json?: boolean };
+
+const uuidsArg = (args: string[]): string[] => {
+  for (const u of args) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
+  return [...new Set(args.map((u) => u.toLowerCase()))];
+};
+
+export function addApprovalsCommands(program: Command, env: NodeJS.ProcessEnv): void {
+  const ap = program.command('approvals').description('devices of manual lots that wait for an operator');
+  const cmd = (name: string, description: string): Command =>
+    siteOptions(ap.command(name).description(description)).option('--json', 'print the result as JSON on stdout');
+
+  cmd('list', 'approval requests, most recently seen first (pending only unless --all)')
+    .option('--all', 'also approved and rejected ones')
+    .option('--limit <n>', 'at most this many (default 100)', '100')
+    .action((o: Opts & { all?: boolean; limit: string }) =>
+      withStore(o, env, async (s) => {
+        const limit = Number(o.limit);
+        if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a whole number >= 1');
+        const status: ApprovalStatus | undefined = o.all ? undefined : 'pending';
+        const rows = await s.listApprovals({ status }, { limit, offset: 0 });
+        printResult(!!o.json, rows, () =>
+          table(
+            rows.map((r) => ({ ...r, key: r.keySha256.slice(0, 16) })),
+            [
+              ['uuid', 'UUID'],
+              ['status', 'STATUS'],
+              ['lot', 'LOT'],
+              ['hardwareId', 'HARDWARE ID'],
+              ['name', 'NAME'],
+              ['clientAddress', 'CLIENT'],
+              ['key', 'KEY SHA-256'],
+              ['attempts', 'ATTEMPTS'],
+              ['lastSeen', 'LAST SEEN'],
+            ],
+          ),
+        );
+      }),
+    );
+
+  for (const [name, decision, verb, description] of [
+    ['approve', 'approved', 'Approved', 'approve devices: their next request with the same key gets its certificate'],
+    ['reject', 'rejected', 'Rejected and denied', 'reject devices: they are put on the deny-list'],
+  ] as const) {
+    cmd(name, description)
+      .argument('<uuid...>')
+      .action((uuids: string[], o: Opts) =>
+        withStore(o, env, async (s) => {
+          const rows = await s.decideApprovals(uuidsArg(uuids), decision, new Date());
+          printResult(!!o.json, rows, () => `${verb} ${rows.map((r) => r.uuid).join(', ')}\n`);
+        }),
+      );
+  }
+}
