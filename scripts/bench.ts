@@ -4,7 +4,9 @@
 // concurrency level; then the in-process issuance rate and device-register's
 // wall time. Options: --requests N (20000), --levels 1,16,64, --runs N (1: with
 // more, each run has a fresh server and database and the medians are printed
-// last), --hsm, --json.
+// last), --hsm, --json, --enrollment token (each run twice, alternating: an open
+// server and one whose devices present a production lot's token; both are printed,
+// and the token/open ratio).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,6 +42,9 @@ const LEVELS = arg('levels', '1,16,64').split(',').map(Number);
 const RUNS = Math.max(1, Number(arg('runs', '1')) || 1);
 const HSM = flag('hsm');
 const JSON_OUT = flag('json');
+const ENROLLMENT = arg('enrollment', 'open');
+if (ENROLLMENT !== 'open' && ENROLLMENT !== 'token') throw new Error('--enrollment: open or token');
+type Mode = 'open' | 'token';
 const log = (s: string): void => void process.stderr.write(s + '\n');
 
 interface Level {
@@ -148,6 +153,7 @@ async function drive(
   bodies: string[],
   concurrency: number,
   samples: string[],
+  token = 'na',
 ): Promise<Level> {
   const { url, pid } = server;
   serverLatencies(server.work, server.log);
@@ -160,7 +166,7 @@ async function drive(
   // answer is still read to its end, and its status checked)
   const encoded = bodies.map((b) => Buffer.from(b));
   const sampleEvery = Math.max(1, Math.floor(bodies.length / 20));
-  const headers = ['content-type', 'application/json', 'osf-token', 'na'];
+  const headers = ['content-type', 'application/json', 'osf-token', token];
   const started = performance.now();
   const serverCpu0 = cpuMs(pid);
   const loopCpu0 = eventLoopCpuMs(pid);
@@ -219,7 +225,13 @@ interface RunningBench {
 }
 
 /** A server on its own database and log in `runDir`. */
-async function startServer(work: string, runDir: string, caKey: string, env: NodeJS.ProcessEnv): Promise<RunningBench> {
+async function startServer(
+  work: string,
+  runDir: string,
+  caKey: string,
+  env: NodeJS.ProcessEnv,
+  extra: string[] = [],
+): Promise<RunningBench> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(
     process.execPath,
@@ -236,6 +248,7 @@ async function startServer(work: string, runDir: string, caKey: string, env: Nod
       `sqlite:${join(runDir, 'kiln.db')}`,
       '--listen',
       `127.0.0.1:${port}`,
+      ...extra,
     ],
     {
       env: { ...process.env, ...env },
@@ -357,19 +370,29 @@ async function run(
   plan: { c: number; n: number }[],
   bodies: string[],
   samples: string[],
+  mode: Mode = 'open',
 ): Promise<Run> {
   mkdirSync(runDir);
-  const server = await startServer(work, runDir, pki.caKey, pki.env);
+  const server = await startServer(work, runDir, pki.caKey, pki.env, mode === 'token' ? ['--enrollment', 'token'] : []);
   const levels: Level[] = [];
   const sampled: string[] = []; // 20 answers from each run
   try {
+    let token = 'na';
+    if (mode === 'token') {
+      // a production lot as a factory would make one: its token in a 0600 file
+      const tokenFile = join(runDir, 'lot.token');
+      execFileSync(KILNCTL, ['lots', 'create', 'bench-lot', '--token-out', tokenFile, '--db', `sqlite:${join(runDir, 'kiln.db')}`], {
+        stdio: 'ignore',
+      });
+      token = readFileSync(tokenFile, 'utf8').trim();
+    }
     let offset = 0;
     for (const p of plan) {
-      log(`bench: concurrency ${p.c}, ${p.n} requests`);
-      levels.push(await drive(server, bodies.slice(offset, offset + p.n), p.c, sampled));
+      log(`bench: ${mode} enrollment, concurrency ${p.c}, ${p.n} requests`);
+      levels.push(await drive(server, bodies.slice(offset, offset + p.n), p.c, sampled, token));
       offset += p.n;
     }
-    return { levels, deviceRegisterMedianMs: deviceRegisterWallMs(server.url, runDir, 10) };
+    return { levels, deviceRegisterMedianMs: mode === 'open' ? deviceRegisterWallMs(server.url, runDir, 10) : NaN };
   } finally {
     await server.stop();
     samples.push(...sampled);
@@ -421,12 +444,15 @@ async function main(): Promise<void> {
   log(`bench: generating ${plan.reduce((a, p) => a + p.n, 0)} device CSRs`);
   const bodies = await makeBodies(plan.reduce((a, p) => a + p.n, 0));
   const runs: Run[] = [];
+  const tokenRuns: Run[] = [];
   const samples: string[] = [];
   for (let r = 1; r <= RUNS; r++) {
     if (RUNS > 1) log(`bench: run ${r} of ${RUNS}`);
     // every run registers the same devices, each time into a fresh database
     runs.push(await run(work, join(work, `run-${r}`), pki, plan, bodies, samples));
+    if (ENROLLMENT === 'token') tokenRuns.push(await run(work, join(work, `run-${r}-token`), pki, plan, bodies, samples, 'token'));
   }
+  const tokenLevels = tokenRuns.length === 0 ? undefined : RUNS > 1 ? medianLevels(tokenRuns) : tokenRuns[0].levels;
   const levels = RUNS > 1 ? medianLevels(runs) : runs[0].levels;
   const deviceMs = Math.round(median(runs.map((r) => r.deviceRegisterMedianMs)));
   const inProcess = await inProcessRate(3);
@@ -436,6 +462,7 @@ async function main(): Promise<void> {
     caKey: HSM ? 'pkcs11 (SoftHSM2)' : 'file',
     csrVerify: ECDSA.backend,
     levels,
+    ...(tokenLevels ? { tokenEnrollment: { levels: tokenLevels, ...(RUNS > 1 ? { runs: tokenRuns } : {}) } } : {}),
     ...(RUNS > 1 ? { runs } : {}),
     inProcessCertificatesPerSecond: inProcess,
     deviceRegisterMedianMs: deviceMs,
@@ -454,6 +481,19 @@ async function main(): Promise<void> {
     out.push(`median of ${RUNS} runs (errors: all runs; RSS: the highest)`);
   }
   out.push(TABLE_HEADER, ...levels.map(tableLine));
+  if (tokenLevels) {
+    if (RUNS > 1) tokenRuns.forEach((r, i) => out.push('', `token enrollment, run ${i + 1}`, TABLE_HEADER, ...r.levels.map(tableLine)));
+    out.push(
+      '',
+      `token enrollment (--enrollment token, a production lot's token in OSF-TOKEN)${RUNS > 1 ? `, median of ${RUNS} runs` : ''}`,
+    );
+    out.push(TABLE_HEADER, ...tokenLevels.map(tableLine));
+    out.push(
+      '',
+      'token / open: ' +
+        tokenLevels.map((l, i) => `${l.concurrency}: ${Math.round((l.perSecond / levels[i].perSecond) * 1000) / 10}%`).join(', '),
+    );
+  }
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);
   out.push(`device-register, one registration (median of 10${RUNS > 1 ? ' per run, median of the runs' : ''}): ${deviceMs} ms`);
   out.push(`openssl verify of ${verified.checked} sampled certificates: ${verified.ok} OK`);

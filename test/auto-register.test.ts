@@ -146,6 +146,43 @@ describe('auto-register under dash against Kiln', () => {
   });
 });
 
+describe('auto-register under dash against a manual lot', () => {
+  it('retries a pending device, says an operator must approve, and succeeds after approval', async () => {
+    const work = tempDir();
+    const db = `sqlite:${join(work, 'kiln.db')}`;
+    kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']);
+    const server = await startKilnctl(['--pki-dir', join(work, 'pki'), '--db', db, '--enrollment', 'token']);
+    try {
+      const tokenFile = join(work, 'token');
+      expect(kilnctl(['lots', 'create', 'line-7', '--approval', 'manual', '--token-out', tokenFile, '--db', db]).code).toBe(0);
+      const t = fakeRoot(
+        { DEVICE_API: `${server.url}/sign`, DEVICE_FACTORY: FACTORY, START_DAEMON: '0', RETRY_DELAY: '1', RETRY_ATTEMPTS: '6' },
+        { token: readFileSync(tokenFile, 'utf8').trim() },
+      );
+      let done = false;
+      const booting = t.boot().finally(() => (done = true));
+      // the operator sees the request and approves it while the script retries
+      let approved = '';
+      for (let i = 0; i < 100 && !approved && !done; i++) {
+        const pending = JSON.parse(kilnctl(['approvals', 'list', '--db', db, '--json']).stdout) as { uuid: string }[];
+        if (pending.length) {
+          expect(kilnctl(['approvals', 'approve', pending[0].uuid, '--db', db]).code).toBe(0);
+          approved = pending[0].uuid;
+        } else await new Promise((r) => setTimeout(r, 100));
+      }
+      const r = await booting;
+      expect(approved).not.toBe('');
+      expect(r.stderr).toMatch(/this device awaits approval: an operator must approve it on the registration server/);
+      expect(r.code).toBe(0);
+      expect(existsSync(join(t.sota, 'client.pem'))).toBe(true);
+      const devices = JSON.parse(kilnctl(['devices', 'list', '--db', db, '--json']).stdout) as { uuid: string }[];
+      expect(devices.map((d) => d.uuid)).toEqual([approved]);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('auto-register driving the stock lmp-device-register (CLIENT_FLAVOR=lmp)', () => {
   it('passes the token with -T and no Kiln-only options', async () => {
     const t = fakeRoot({ DEVICE_API: 'http://kiln:8000/sign', CLIENT_FLAVOR: 'lmp', START_DAEMON: '0' }, { token: 'tok-123' });

@@ -74,7 +74,6 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       'SELECT revoked_at AS revoked, expires_at AS expires, max_devices AS max, admitted FROM lots WHERE name = ?',
     ),
     admit: sqlite.prepare('UPDATE lots SET admitted = admitted + 1 WHERE name = ?'),
-    setDeviceLot: sqlite.prepare('UPDATE devices SET lot = ? WHERE uuid = ?'),
     serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
     insertCert: sqlite.prepare(
       `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
@@ -85,8 +84,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
        VALUES (?, ?, ?, 'pending', 0, ?, '', ?)`,
     ),
     upsertDevice: sqlite.prepare(
-      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations, key_sha256)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+      `INSERT INTO devices (uuid, name, hardware_id, production, serial, first_registered_at, last_registered_at, registrations, key_sha256, lot)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
        ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, hardware_id = excluded.hardware_id, production = excluded.production,
          serial = excluded.serial, last_registered_at = excluded.last_registered_at, registrations = devices.registrations + 1,
          key_sha256 = excluded.key_sha256`,
@@ -158,7 +157,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       keySha256,
     ] = r;
     hot.insertCert.run(serial, uuid, subject, hardwareId, name, production, notBefore, notAfter, pem, issuedAt, clientAddress, requestId);
-    hot.upsertDevice.run(uuid, name, hardwareId, production, serial, issuedAt, issuedAt, keySha256);
+    // the lot is the one a device was first admitted through: kept on re-registration
+    hot.upsertDevice.run(uuid, name, hardwareId, production, serial, issuedAt, issuedAt, keySha256, r[16]);
     if (upstreamBody !== null) hot.insertOutbox.run(serial, uuid, upstreamBody, issuedAt, issuedAt);
   };
 
@@ -168,11 +168,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     if (d === undefined || d === 'rekey' || d === 'admit') {
       write(r);
       if (d === 'rekey') hot.useAllowance.run(r[9], r[0], r[1]);
-      if (d === 'admit') {
-        // a new device of a lot: counted here, in the transaction that records it, so N never becomes N+1
-        hot.admit.run(r[16]);
-        hot.setDeviceLot.run(r[16], r[1]);
-      }
+      // a new device of a lot: counted here, in the transaction that records it, so N never becomes N+1
+      if (d === 'admit') hot.admit.run(r[16]);
       return undefined;
     }
     hot.repeat.run(r[1]);
