@@ -1,8 +1,7 @@
 // `kilnctl approvals …`: devices of manual lots waiting for an operator.
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
-import type { ApprovalStatus } from '../server/db/store.js';
-import { withStore, type SiteOpts } from './shared/db.js';
+import { withAdmin, type SiteOpts } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 import { siteOptions } from './shared/site-options.js';
@@ -23,11 +22,10 @@ export function addApprovalsCommands(program: Command, env: NodeJS.ProcessEnv): 
     .option('--all', 'also approved and rejected ones')
     .option('--limit <n>', 'at most this many (default 100)', '100')
     .action((o: Opts & { all?: boolean; limit: string }) =>
-      withStore(o, env, async (s) => {
+      withAdmin(o, env, async (api) => {
         const limit = Number(o.limit);
         if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a whole number >= 1');
-        const status: ApprovalStatus | undefined = o.all ? undefined : 'pending';
-        const rows = await s.listApprovals({ status }, { limit, offset: 0 });
+        const rows = await api.listApprovals({ all: !!o.all }, { limit, offset: 0 });
         printResult(!!o.json, rows, () =>
           table(
             rows.map((r) => ({ ...r, key: r.keySha256.slice(0, 16) })),
@@ -54,8 +52,8 @@ export function addApprovalsCommands(program: Command, env: NodeJS.ProcessEnv): 
     cmd(name, description)
       .argument('<uuid...>')
       .action((uuids: string[], o: Opts) =>
-        withStore(o, env, async (s) => {
-          const rows = await s.decideApprovals(uuidsArg(uuids), decision, new Date());
+        withAdmin(o, env, async (api) => {
+          const rows = await api.decideApprovals(uuidsArg(uuids), decision);
           printResult(!!o.json, rows, () => `${verb} ${rows.map((r) => r.uuid).join(', ')}\n`);
         }),
       );

@@ -8,8 +8,7 @@ import { DEFAULTS, SETTINGS, type ServeConfig } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
 import { createUpstreamClient, readUpstreamToken, type UpstreamClient } from '../server/upstream.js';
 import { siteOptions } from './shared/site-options.js';
-import { withStore as withDb, type SiteOpts } from './shared/db.js';
-import type { Store } from '../server/db/store.js';
+import { siteConfig, withAdmin, type SiteOpts } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 
@@ -37,7 +36,6 @@ function pageArg(o: { limit?: string; offset?: string }): { limit: number; offse
 export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const devices = program.command('devices').description('registered devices and the deny-list');
 
-  const withStore = <T>(o: DbOpts, fn: (store: Store, config: ServeConfig) => Promise<T>): Promise<T> => withDb(o, env, fn);
   const cmd = (name: string, description: string): Command =>
     siteOptions(devices.command(name).description(description)).option('--json', 'print the result as JSON on stdout');
 
@@ -45,8 +43,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .option('--limit <n>', 'at most this many (default 100)')
     .option('--offset <n>', 'skip this many')
     .action((o: DbOpts & { limit?: string; offset?: string }) =>
-      withStore(o, async (s) => {
-        const rows = await s.listDevices(pageArg(o));
+      withAdmin(o, env, async (api) => {
+        const rows = await api.listDevices(pageArg(o));
         printResult(!!o.json, rows, () =>
           table(rows, [
             ['uuid', 'UUID'],
@@ -63,15 +61,12 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
   cmd('show', 'show one device and its certificate history')
     .argument('<uuid>')
     .action((uuid: string, o: DbOpts) =>
-      withStore(o, async (s) => {
+      withAdmin(o, env, async (api) => {
         const [id] = uuidsArg([uuid]);
-        const device = await s.getDevice(id);
-        const certificates = await s.certificatesOf(id);
-        const denied = await s.findDenied(id);
-        const rekey = await s.rekeyAllowance(id);
-        if (!device && !certificates.length && !denied) throw new KilnError('not_found', `unknown device ${id}`);
+        const view = await api.showDevice(id);
+        const { device, denied, rekeyAllowance: rekey, certificates } = view;
         const history = certificates.map(({ pem: _pem, ...c }) => c);
-        printResult(!!o.json, { device: device ?? null, denied: denied ?? null, rekeyAllowance: rekey ?? null, certificates }, () => {
+        printResult(!!o.json, view, () => {
           const head = device
             ? `UUID:        ${device.uuid}\nName:        ${device.name}\nHardware ID: ${device.hardwareId}\nProduction:  ${device.production}\nRegistered:  ${device.firstRegisteredAt.toISOString()} (first), ${device.lastRegisteredAt.toISOString()} (last), ${device.registrations} time(s)\nRetries:     ${device.repeats} answered with the current certificate\nSerial:      ${device.serial}\n`
             : `UUID:        ${id} (deleted)\n`;
@@ -93,8 +88,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .argument('<uuid...>')
     .option('--reason <text>', 'why (shown in list-denied)', '')
     .action((uuids: string[], o: DbOpts & { reason: string }) =>
-      withStore(o, async (s) => {
-        const entries = await s.deny(uuidsArg(uuids), o.reason, new Date());
+      withAdmin(o, env, async (api) => {
+        const entries = await api.deny(uuidsArg(uuids), o.reason);
         printResult(!!o.json, entries, () => `Denied ${entries.map((e) => e.uuid).join(', ')}\n`);
       }),
     );
@@ -102,16 +97,16 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
   cmd('preauthorize', 'list devices in advance for preauthorized lots (CSV: uuid,key_sha256,hardware_id,name,lot)')
     .requiredOption('--file <csv>', 'the CSV file; every line is checked before anything is imported')
     .action((o: DbOpts & { file: string }) =>
-      withStore(o, async (s) => {
+      withAdmin(o, env, async (api) => {
         let text: string;
         try {
           text = readFileSync(o.file, 'utf8');
         } catch (err) {
           throw fileError('read', o.file, err);
         }
-        const lots = new Set((await s.listLots()).map((l) => l.name));
+        const lots = new Set((await api.listLots()).map((l) => l.name));
         const rows = parsePreauthCsv(text, o.file, lots);
-        const n = await s.importPreauthorized(rows, new Date());
+        const n = (await api.preauthorize(rows)).imported;
         printResult(!!o.json, { imported: n }, () => `Pre-authorized ${n} devices\n`);
       }),
     );
@@ -120,8 +115,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .argument('<uuid...>')
     .option('--reason <text>', 'why (shown in devices show)', '')
     .action((uuids: string[], o: DbOpts & { reason: string }) =>
-      withStore(o, async (s) => {
-        const entries = await s.allowRekey(uuidsArg(uuids), o.reason, new Date());
+      withAdmin(o, env, async (api) => {
+        const entries = await api.allowRekey(uuidsArg(uuids), o.reason);
         printResult(!!o.json, entries, () => `Allowed one registration with a new key for ${entries.map((e) => e.uuid).join(', ')}\n`);
       }),
     );
@@ -130,9 +125,9 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .argument('<uuid...>')
     .option('--reason <text>', 'why (shown in list-denied)', 'deleted')
     .action((uuids: string[], o: DbOpts & { reason: string }) =>
-      withStore(o, async (s) => {
+      withAdmin(o, env, async (api) => {
         const ids = uuidsArg(uuids);
-        await s.deleteDevices(ids, o.reason, new Date());
+        await api.deleteDevices(ids, o.reason);
         printResult(!!o.json, { deleted: ids }, () => `Deleted and denied ${ids.join(', ')}\n`);
       }),
     );
@@ -141,8 +136,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .option('--limit <n>', 'at most this many (default 100)')
     .option('--offset <n>', 'skip this many')
     .action((o: DbOpts & { limit?: string; offset?: string }) =>
-      withStore(o, async (s) => {
-        const rows = await s.listDenied(pageArg(o));
+      withAdmin(o, env, async (api) => {
+        const rows = await api.listDenied(pageArg(o));
         printResult(!!o.json, rows, () =>
           table(rows, [
             ['uuid', 'UUID'],
@@ -175,14 +170,13 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
   };
 
   upstreamOpts(cmd('sync-denied', 'pull the upstream deny-list (all pages) into the local one')).action((o: DbOpts & UpstreamOpts) =>
-    withStore(o, async (s, config) => {
-      const { client, factory } = upstreamOf(o, config);
+    withAdmin(o, env, async (api) => {
+      const { client, factory } = upstreamOf(o, siteConfig(o, env));
       const entries = await client.listDenied(factory);
       const added = entries.length
-        ? await s.deny(
+        ? await api.deny(
             entries.map((e) => e.uuid),
             'upstream deny-list',
-            new Date(),
           )
         : [];
       printResult(
@@ -197,13 +191,13 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .argument('<uuid...>')
     .option('--upstream', 'also delete them from the upstream deny-list')
     .action((uuids: string[], o: DbOpts & UpstreamOpts & { upstream?: boolean }) =>
-      withStore(o, async (s, config) => {
+      withAdmin(o, env, async (api) => {
         const ids = uuidsArg(uuids);
         if (o.upstream) {
-          const { client, factory } = upstreamOf(o, config);
+          const { client, factory } = upstreamOf(o, siteConfig(o, env));
           for (const id of ids) await client.deleteDenied(factory, id);
         }
-        await s.deleteDenied(ids);
+        await api.removeDenied(ids);
         printResult(!!o.json, { allowed: ids }, () => `Removed from the deny-list: ${ids.join(', ')}\n`);
       }),
     );

@@ -1,6 +1,7 @@
 // kilnctl: the registration server and its admin commands.
 import { Command } from 'commander';
 import { VERSION } from '../pki/version.js';
+import { addAdminCommands } from './admin-commands.js';
 import { addApprovalsCommands } from './approvals-commands.js';
 import { addDevicesCommands } from './devices-commands.js';
 import { addLotsCommands } from './lots-commands.js';
@@ -28,6 +29,7 @@ export function createProgram(env: NodeJS.ProcessEnv): Command {
   addUpstreamCommands(program, env);
   addLotsCommands(program, env);
   addApprovalsCommands(program, env);
+  addAdminCommands(program, env);
   // every sub-command reports usage errors through the same path
   const override = (c: Command): void => {
     c.exitOverride();

@@ -1,19 +1,16 @@
 // `kilnctl lots …`: production lots and their enrollment tokens, on the registry.
 import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
-import { fileError, KilnError } from '../pki/errors.js';
-import type { Lot, LotApproval, LotProduction } from '../server/db/store.js';
-import { newEnrollmentToken, tokenSha256 } from '../server/enrollment.js';
-import { withStore, type SiteOpts } from './shared/db.js';
+import { fileError } from '../pki/errors.js';
+import type { LotApproval, LotProduction } from '../server/db/store.js';
+import { withAdmin, type SiteOpts } from './shared/db.js';
+import type { LotView } from '../server/admin/service.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 import { siteOptions } from './shared/site-options.js';
 import { checkName } from './pki-commands.js';
 
 type Opts = SiteOpts & { json?: boolean };
-
-/** A lot as shown: never its token hash. */
-const shown = ({ tokenSha256: _hash, ...lot }: Lot) => lot;
 
 const DURATION = /^(\d{1,6})([hdw])$/;
 
@@ -33,7 +30,7 @@ function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[])
 }
 
 /** Prints the token once: to stdout, or into a new 0600 file (`--token-out`) so it never reaches a terminal log. */
-function handOut(token: string, lot: Lot, o: { tokenOut?: string; json?: boolean }, verb: string): void {
+function handOut(token: string, lot: LotView, o: { tokenOut?: string; json?: boolean }, verb: string): void {
   if (o.tokenOut) {
     try {
       writeFileSync(o.tokenOut, token + '\n', { mode: 0o600, flag: 'wx' });
@@ -42,7 +39,7 @@ function handOut(token: string, lot: Lot, o: { tokenOut?: string; json?: boolean
     }
   }
   const token_ = o.tokenOut ? undefined : token;
-  printResult(!!o.json, { ...shown(lot), token: token_, tokenFile: o.tokenOut }, () =>
+  printResult(!!o.json, { ...lot, token: token_, tokenFile: o.tokenOut }, () =>
     o.tokenOut
       ? `${verb} lot ${lot.name}; its enrollment token is in ${o.tokenOut} (mode 0600), and is shown nowhere else.\n`
       : `${verb} lot ${lot.name}. Its enrollment token, shown this once (only a hash is kept):\n\n  ${token}\n\nGive it to the lot's devices as their API token (lmp-device-register -T, or /etc/lmp-device-register-token).\n`,
@@ -76,24 +73,21 @@ export function addLotsCommands(program: Command, env: NodeJS.ProcessEnv): void 
           tokenOut?: string;
         },
       ) =>
-        withStore(o, env, async (s) => {
+        withAdmin(o, env, async (api) => {
           const now = new Date();
           checkName('lot', name);
-          const max = o.maxDevices === undefined ? null : Number(o.maxDevices);
-          if (max !== null && (!Number.isInteger(max) || max < 1 || max > 100_000_000))
+          const max = o.maxDevices === undefined ? undefined : Number(o.maxDevices);
+          if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > 100_000_000))
             throw usage('--max-devices must be a whole number >= 1');
           if (o.hwid !== undefined && !/^[A-Za-z0-9._+*?-]{1,64}$/.test(o.hwid))
             throw usage(`--hwid ${o.hwid}: a glob of letters, digits, '.', '_', '+', '-', '*' and '?'`);
           if (o.group !== undefined) checkName('--group', o.group);
-          const token = newEnrollmentToken();
-          const lot = await s.createLot({
+          const { lot, token } = await api.createLot({
             name,
-            tokenSha256: tokenSha256(token),
-            createdAt: now,
-            expiresAt: o.expires ? parseExpiry(o.expires, now) : null,
+            expiresAt: o.expires ? parseExpiry(o.expires, now) : undefined,
             maxDevices: max,
-            hwidPattern: o.hwid ?? null,
-            deviceGroup: o.group ?? null,
+            hwidPattern: o.hwid,
+            group: o.group,
             production: oneOf<LotProduction>('--production', o.production, ['required', 'forbidden', 'any']),
             approval: oneOf<LotApproval>('--approval', o.approval, ['auto', 'manual', 'preauthorized']),
           });
@@ -102,8 +96,8 @@ export function addLotsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     );
 
   cmd('list', 'the lots, newest first').action((o: Opts) =>
-    withStore(o, env, async (s) => {
-      const rows = (await s.listLots()).map(shown);
+    withAdmin(o, env, async (api) => {
+      const rows = await api.listLots();
       printResult(!!o.json, rows, () =>
         table(
           rows.map((r) => ({
@@ -128,10 +122,8 @@ export function addLotsCommands(program: Command, env: NodeJS.ProcessEnv): void 
   cmd('show', 'one lot')
     .argument('<lot>')
     .action((name: string, o: Opts) =>
-      withStore(o, env, async (s) => {
-        const lot = await s.getLot(name);
-        if (!lot) throw new KilnError('not_found', `no lot named ${name}`);
-        const r = shown(lot);
+      withAdmin(o, env, async (api) => {
+        const r = await api.showLot(name);
         printResult(!!o.json, r, () =>
           [
             `Lot:          ${r.name} (${state(r)})`,
@@ -151,8 +143,8 @@ export function addLotsCommands(program: Command, env: NodeJS.ProcessEnv): void 
   cmd('revoke', "stop a lot's token from enrolling devices (devices already enrolled keep their certificates)")
     .argument('<lot>')
     .action((name: string, o: Opts) =>
-      withStore(o, env, async (s) => {
-        const lot = shown(await s.revokeLot(name, new Date()));
+      withAdmin(o, env, async (api) => {
+        const lot = await api.revokeLot(name);
         printResult(!!o.json, lot, () => `Revoked lot ${name}: its token no longer enrolls devices\n`);
       }),
     );
@@ -161,15 +153,14 @@ export function addLotsCommands(program: Command, env: NodeJS.ProcessEnv): void 
     .argument('<lot>')
     .option('--token-out <file>', 'write the token to this new file (0600) instead of printing it')
     .action((name: string, o: Opts & { tokenOut?: string }) =>
-      withStore(o, env, async (s) => {
-        const token = newEnrollmentToken();
-        const lot = await s.rotateLotToken(name, tokenSha256(token));
+      withAdmin(o, env, async (api) => {
+        const { lot, token } = await api.rotateLotToken(name);
         handOut(token, lot, o, 'Rotated the token of');
       }),
     );
 }
 
-function state(l: Omit<Lot, 'tokenSha256'>): string {
+function state(l: LotView): string {
   if (l.revokedAt) return 'revoked';
   if (l.expiresAt && l.expiresAt <= new Date()) return 'expired';
   if (l.maxDevices !== null && l.admitted >= l.maxDevices) return 'full';

@@ -14,6 +14,7 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--ca-key <path>', 'local CA private key (default <pki-dir>/local-ca.key)')
     .option('--db <url>', 'registry database, sqlite:PATH (default sqlite:./data/kiln.db)')
     .option('--listen <host:port>', 'address to listen on (default 127.0.0.1:8000)')
+    .option('--admin-listen <host:port|off>', 'the admin API (/api/v1/) listener (default 127.0.0.1:<listen port + 1>)')
     .option('--gateway <url>', 'device gateway URL for sota.toml (default https://<first DNS SAN of tls-crt>:8443)')
     .option('--ostree <url>', 'OSTree server URL for sota.toml (default https://<second DNS SAN of tls-crt>:8443)')
     .option('--validity-days <n>', 'device certificate validity in days (default 7300)')

@@ -1,13 +1,10 @@
 // `kilnctl upstream …`: the delivery outbox of partially detached mode, on the database.
 import type { Command } from 'commander';
 import { isCanonicalUuid } from '../pki/policy.js';
-import type { OutboxEntry } from '../server/db/store.js';
-import { withStore, type SiteOpts } from './shared/db.js';
+import { withAdmin, type SiteOpts } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 import { siteOptions } from './shared/site-options.js';
-
-const rowOf = ({ body: _body, ...e }: OutboxEntry) => e;
 
 type Opts = SiteOpts & { json?: boolean };
 
@@ -17,8 +14,8 @@ export function addUpstreamCommands(program: Command, env: NodeJS.ProcessEnv): v
     siteOptions(up.command(name).description(description)).option('--json', 'print the result as JSON on stdout');
 
   cmd('status', 'pending, failed and delivered counts, the oldest pending delivery, and any pause').action((o: Opts) =>
-    withStore(o, env, async (s) => {
-      const sum = await s.outboxSummary(new Date());
+    withAdmin(o, env, async (api) => {
+      const sum = await api.upstreamStatus();
       printResult(!!o.json, sum, () => {
         const pause = sum.paused
           ? `paused:    until ${sum.paused.until.toISOString()} (since ${sum.paused.pausedAt.toISOString()}): ${sum.paused.reason}\n           the upstream refused the token; fix it, then: kilnctl upstream retry\n`
@@ -33,12 +30,10 @@ export function addUpstreamCommands(program: Command, env: NodeJS.ProcessEnv): v
     .option('--pending', 'only pending deliveries')
     .option('--limit <n>', 'at most this many (default 100)', '100')
     .action((o: Opts & { failed?: boolean; pending?: boolean; limit: string }) =>
-      withStore(o, env, async (s) => {
+      withAdmin(o, env, async (api) => {
         const limit = Number(o.limit);
         if (!Number.isInteger(limit) || limit < 1) throw usage('--limit must be a whole number >= 1');
-        const rows = (await s.listOutbox({ status: o.failed ? 'failed' : o.pending ? 'pending' : undefined }, { limit, offset: 0 })).map(
-          rowOf,
-        );
+        const rows = await api.listDeliveries({ status: o.failed ? 'failed' : o.pending ? 'pending' : undefined }, { limit, offset: 0 });
         printResult(!!o.json, rows, () =>
           table(rows, [
             ['uuid', 'UUID'],
@@ -57,10 +52,10 @@ export function addUpstreamCommands(program: Command, env: NodeJS.ProcessEnv): v
   )
     .argument('[uuid...]')
     .action((uuids: string[], o: Opts) =>
-      withStore(o, env, async (s) => {
+      withAdmin(o, env, async (api) => {
         for (const u of uuids) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
         const ids = uuids.length ? [...new Set(uuids.map((u) => u.toLowerCase()))] : undefined;
-        const n = await s.retryOutbox(ids, new Date());
+        const n = (await api.retryDeliveries(ids)).requeued;
         printResult(!!o.json, { requeued: n }, () => `Requeued ${n} deliveries; a running server sends them within a second\n`);
       }),
     );

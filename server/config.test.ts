@@ -12,6 +12,7 @@ describe('parseServeConfig', () => {
       caKey: 'data/pki/local-ca.key',
       db: { kind: 'sqlite', path: './data/kiln.db' },
       listen: { host: '127.0.0.1', port: 8000 },
+      adminListen: { host: '127.0.0.1', port: 8001 },
       gateway: undefined,
       ostree: undefined,
       validityDays: 7300,

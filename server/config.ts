@@ -12,6 +12,8 @@ export interface ServeConfig {
   readonly caKey: string;
   readonly db: DbLocation;
   readonly listen: { readonly host: string; readonly port: number };
+  /** The admin API's own listener (loopback by default: the port after the device port); null: off. */
+  readonly adminListen: { readonly host: string; readonly port: number } | null;
   /** Device gateway URL; defaults from the first DNS SAN of tls-crt. */
   readonly gateway?: string;
   /** OSTree server URL; defaults from the second DNS SAN of tls-crt. */
@@ -52,6 +54,7 @@ export const SETTINGS = {
   caKey: { key: 'caKey', env: 'KILN_CA_KEY', flag: '--ca-key' },
   db: { key: 'db', env: 'KILN_DB', flag: '--db' },
   listen: { key: 'listen', env: 'KILN_LISTEN', flag: '--listen' },
+  adminListen: { key: 'adminListen', env: 'KILN_ADMIN_LISTEN', flag: '--admin-listen' },
   gateway: { key: 'gateway', env: 'KILN_GATEWAY_URL', flag: '--gateway' },
   ostree: { key: 'ostree', env: 'KILN_OSTREE_URL', flag: '--ostree' },
   validityDays: { key: 'validityDays', env: 'KILN_VALIDITY_DAYS', flag: '--validity-days' },
@@ -219,6 +222,7 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
   const pkiDir = String(str(SETTINGS.pkiDir)?.raw ?? DEFAULTS.pkiDir);
   const db = str(SETTINGS.db);
   const listen = str(SETTINGS.listen);
+  const adminListen = str(SETTINGS.adminListen);
   const gateway = str(SETTINGS.gateway);
   const ostree = str(SETTINGS.ostree);
   const config = {
@@ -242,7 +246,9 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
   const mode = str(SETTINGS.upstreamMode);
   if (mode && mode.raw !== 'sync' && mode.raw !== 'outbox') fail(`${mode.where}: expected sync or outbox`);
   if (api !== undefined && tokenFile === undefined)
-    fail(`${api.where} needs an upstream token file too (--upstream-token-file or ${SETTINGS.upstreamTokenFile.env}: the token with scope devices:create)`);
+    fail(
+      `${api.where} needs an upstream token file too (--upstream-token-file or ${SETTINGS.upstreamTokenFile.env}: the token with scope devices:create)`,
+    );
   if (api === undefined && (tokenFile ?? group) !== undefined)
     fail(`${(tokenFile ?? group)!.where} needs an upstream API (--upstream-api or ${SETTINGS.upstreamApi.env})`);
   const upstream =
@@ -255,5 +261,18 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
           mode: (mode?.raw ?? 'outbox') as 'sync' | 'outbox',
           retryBaseMs: withDefault(SETTINGS.upstreamRetryBaseMs, parseMs, 1000),
         });
-  return Object.freeze({ ...config, listen: Object.freeze(config.listen), db: Object.freeze(config.db), upstream });
+  const admin =
+    adminListen === undefined
+      ? { host: '127.0.0.1', port: config.listen.port === 0 ? 0 : config.listen.port + 1 }
+      : adminListen.raw === 'off'
+        ? null
+        : parseListen(String(adminListen.raw), adminListen.where);
+  if (admin && admin.port > 65535) fail(`the admin API's default port ${admin.port} is not a port: set --admin-listen`);
+  return Object.freeze({
+    ...config,
+    listen: Object.freeze(config.listen),
+    adminListen: admin && Object.freeze(admin),
+    db: Object.freeze(config.db),
+    upstream,
+  });
 }

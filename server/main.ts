@@ -21,11 +21,15 @@ import { loadNativeEcdsa, type NativeEcdsa } from './native-ecdsa.js';
 import { loadFactoryPki, signingFrom, type FactoryPki } from './pki-dir.js';
 import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createEnrollmentGate } from './enrollment.js';
+import { getRequestListener } from '@hono/node-server';
+import { createAdminApi } from './admin/api.js';
 import { createSignService } from './sign-service.js';
 import { createUpstreamClient, readUpstreamToken } from './upstream.js';
 
 export interface RunningServer {
   url: string;
+  /** the admin API, when it listens */
+  adminUrl?: string;
   close(): Promise<void>;
 }
 
@@ -140,12 +144,24 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     await signer.close();
     throw err;
   });
+  const adminServer = config.adminListen
+    ? await listen(getRequestListener(createAdminApi({ store, logger, clock }).fetch), config.adminListen, '--admin-listen ').catch(
+        async (err: unknown) => {
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+          await store.close();
+          await signer.close();
+          throw err;
+        },
+      )
+    : undefined;
+  const adminAddr = adminServer?.address() as AddressInfo | undefined;
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
   logger.notice('started', {
     version: VERSION,
     url,
+    admin_url: adminAddr ? `http://${adminAddr.family === 'IPv6' ? `[${adminAddr.address}]` : adminAddr.address}:${adminAddr.port}` : 'off',
     factory: pki.local.factory,
     gateway: urls.gateway,
     ostree: urls.ostree,
@@ -162,13 +178,18 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   });
   if (config.enrollment === 'open')
     logger.warn('enrollment_open', {
-      detail: 'any device that reaches /sign with a valid CSR gets a certificate; use --enrollment token and production lots to decide who may register',
+      detail:
+        'any device that reaches /sign with a valid CSR gets a certificate; use --enrollment token and production lots to decide who may register',
     });
 
   return {
     url,
+    adminUrl: adminAddr
+      ? `http://${adminAddr.family === 'IPv6' ? `[${adminAddr.address}]` : adminAddr.address}:${adminAddr.port}`
+      : undefined,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (adminServer) await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       await worker?.stop();
       await store.close();
       await signer.close();
@@ -176,12 +197,12 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   };
 }
 
-function listen(listener: RequestListener, at: { host: string; port: number }): Promise<Server> {
+function listen(listener: RequestListener, at: { host: string; port: number }, what = ''): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer(listener);
     server.listen(at.port, at.host, () => resolve(server));
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new KilnError('unavailable', `cannot listen on ${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err })),
+      reject(new KilnError('unavailable', `cannot listen on ${what}${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err })),
     );
   });
 }

@@ -4,11 +4,21 @@
 import { parseServeConfig, type ServeConfig } from '../../server/config.js';
 import { openStore } from '../../server/db/open.js';
 import type { Store } from '../../server/db/store.js';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { KilnError, unreadable } from '../../pki/errors.js';
+import { createAdminService, type AdminApi } from '../../server/admin/service.js';
+import { createRemoteAdmin } from './remote-admin.js';
 
 /** The options every admin command may take; flags win over the environment and the file. */
 export interface SiteOpts {
   config?: string;
   db?: string;
+  /** work against a running server's admin API instead of the registry */
+  server?: string;
+  /** the admin token's file (with --server) */
+  tokenFile?: string;
   pkiDir?: string;
   caKey?: string;
   upstreamApi?: string;
@@ -17,9 +27,7 @@ export interface SiteOpts {
 
 export function siteConfig(o: SiteOpts, env: NodeJS.ProcessEnv): ServeConfig {
   const { config, ...flags } = o;
-  const known = Object.fromEntries(
-    (['db', 'pkiDir', 'caKey', 'upstreamApi', 'upstreamTokenFile'] as const).map((k) => [k, flags[k]]),
-  );
+  const known = Object.fromEntries((['db', 'pkiDir', 'caKey', 'upstreamApi', 'upstreamTokenFile'] as const).map((k) => [k, flags[k]]));
   return parseServeConfig({ flags: known, env, configFile: config });
 }
 
@@ -30,5 +38,36 @@ export async function withStore<T>(o: SiteOpts, env: NodeJS.ProcessEnv, fn: (sto
     return await fn(store, config);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * The admin operations for one command: on the registry (as `local:<user>` in the audit
+ * log), or with `--server URL --token-file F` over a running server's admin API.
+ */
+export async function withAdmin<T>(o: SiteOpts, env: NodeJS.ProcessEnv, fn: (api: AdminApi) => Promise<T>): Promise<T> {
+  const server = o.server ?? env.KILN_ADMIN_URL;
+  if (server) {
+    const tokenFile = o.tokenFile ?? env.KILN_ADMIN_TOKEN_FILE;
+    if (!tokenFile) throw new KilnError('usage', '--server needs --token-file (or KILN_ADMIN_TOKEN_FILE): the file holding an admin token');
+    let token: string;
+    try {
+      token = readFileSync(tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw unreadable('the admin token file', tokenFile, err);
+    }
+    if (!token) throw new KilnError('config', `the admin token file ${tokenFile} is empty`);
+    return fn(createRemoteAdmin(server, token));
+  }
+  return withStore(o, env, (store) =>
+    fn(createAdminService(store, { name: `local:${localUser()}`, address: 'local', requestId: randomUUID() })),
+  );
+}
+
+function localUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'unknown');
   }
 }

@@ -58,6 +58,28 @@ export interface Approval {
   decidedAt: Date | null;
 }
 
+export type AdminRole = 'viewer' | 'operator' | 'admin';
+
+/** A bearer token of the admin API; only its SHA-256 is stored. */
+export interface AdminToken {
+  name: string;
+  role: AdminRole;
+  tokenSha256: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: Date;
+  actor: string;
+  action: string;
+  target: string;
+  address: string;
+  requestId: string;
+  detail: string;
+}
+
 export interface Preauthorization {
   uuid: string;
   keySha256: string | null;
@@ -217,6 +239,14 @@ export interface Store {
   preauthorization(uuid: string): Promise<Preauthorization | undefined>;
   /** Adds or replaces pre-authorizations, all or none. */
   importPreauthorized(rows: Omit<Preauthorization, 'createdAt'>[], now: Date): Promise<number>;
+  createAdminToken(t: Omit<AdminToken, 'revokedAt'>): Promise<AdminToken>;
+  adminTokenByHash(tokenSha256: string): Promise<AdminToken | undefined>;
+  listAdminTokens(): Promise<AdminToken[]>;
+  /** Throws 'not_found' for an unknown name. */
+  revokeAdminToken(name: string, now: Date): Promise<AdminToken>;
+  appendAudit(entry: Omit<AuditEntry, 'id'>): Promise<void>;
+  /** Newest first. */
+  listAudit(page: Page): Promise<AuditEntry[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -33,6 +33,8 @@ export function freePort(): Promise<number> {
 
 export interface ServerProcess {
   url: string;
+  /** the admin API's base URL */
+  adminUrl: string;
   logs: () => string;
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
@@ -40,7 +42,8 @@ export interface ServerProcess {
 /** Starts `kilnctl serve` with `args` on a free port and waits for /healthz. */
 export async function startKilnctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   const port = await freePort();
-  const child = spawn(KILNCTL, ['serve', '--listen', `127.0.0.1:${port}`, ...args], {
+  const adminPort = await freePort();
+  const child = spawn(KILNCTL, ['serve', '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -61,6 +64,7 @@ export async function startKilnctl(args: string[], env: NodeJS.ProcessEnv = {}):
   }
   return {
     url,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     logs: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null) child.kill(signal);

@@ -138,3 +138,31 @@ export const preauthorized = sqliteTable('preauthorized', {
   lot: text('lot'),
   createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
 });
+
+/** Bearer tokens of the admin API, by role; only a hash is stored. */
+export const adminTokens = sqliteTable(
+  'admin_tokens',
+  {
+    name: text('name').primaryKey(),
+    /** viewer | operator | admin */
+    role: text('role').notNull(),
+    tokenSha256: text('token_sha256').notNull(),
+    createdAt: integer('created_at', { mode: 'timestamp_ms' }).notNull(),
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+  },
+  (t) => [uniqueIndex('admin_tokens_token_idx').on(t.tokenSha256)],
+);
+
+/** Every change an operator made, by the API or kilnctl; append-only (triggers refuse UPDATE and DELETE). */
+export const auditLog = sqliteTable('audit_log', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  at: integer('at', { mode: 'timestamp_ms' }).notNull(),
+  /** `token:<name>` over the API, `local:<user>` for kilnctl on the registry */
+  actor: text('actor').notNull(),
+  action: text('action').notNull(),
+  target: text('target').notNull(),
+  address: text('address').notNull(),
+  requestId: text('request_id').notNull(),
+  /** JSON of the change's parameters (never a secret) */
+  detail: text('detail').notNull(),
+});

@@ -8,10 +8,34 @@ import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
-import type { Approval, DeniedDevice, Device, Lot, OutboxEntry, Page, RekeyAllowance, Store, UpstreamPause } from '../store.js';
+import type {
+  AdminToken,
+  Approval,
+  AuditEntry,
+  DeniedDevice,
+  Device,
+  Lot,
+  OutboxEntry,
+  Page,
+  RekeyAllowance,
+  Store,
+  UpstreamPause,
+} from '../store.js';
 import { guardSqlite, sqliteError } from './errors.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
-import { approvals, certificates, deniedDevices, devices, lots, outbox, preauthorized, rekeyAllowances, upstreamPause } from './schema.js';
+import {
+  adminTokens,
+  approvals,
+  auditLog,
+  certificates,
+  deniedDevices,
+  devices,
+  lots,
+  outbox,
+  preauthorized,
+  rekeyAllowances,
+  upstreamPause,
+} from './schema.js';
 import { backfillKeyHashes } from './key-backfill.js';
 import { startWriterWorker } from './writer.js';
 
@@ -133,6 +157,24 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at as number),
       admitted: r.admitted as number,
     };
+  // every admin API request looks its bearer token up
+  const adminByToken = sqlite.prepare<
+    [string],
+    { name: string; role: string; token_sha256: string; created_at: number; revoked_at: number | null }
+  >('SELECT * FROM admin_tokens WHERE token_sha256 = ?');
+  const adminRow = (r: {
+    name: string;
+    role: string;
+    token_sha256: string;
+    created_at: number;
+    revoked_at: number | null;
+  }): AdminToken => ({
+    name: r.name,
+    role: r.role as AdminToken['role'],
+    tokenSha256: r.token_sha256,
+    createdAt: new Date(r.created_at),
+    revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
+  });
   const lotByToken = sqlite.prepare<[string], Record<string, unknown>>('SELECT * FROM lots WHERE token_sha256 = ?');
   const mustLot = (name: string): Lot => {
     const lot = lotOf(name);
@@ -305,6 +347,32 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async importPreauthorized(rows, now) {
       return importPreauthorized(rows, now);
+    },
+    async createAdminToken(t) {
+      if (db.select().from(adminTokens).where(eq(adminTokens.name, t.name)).get())
+        throw new KilnError('conflict', `an admin token named ${t.name} already exists`);
+      db.insert(adminTokens)
+        .values({ ...t, revokedAt: null })
+        .run();
+      return { ...t, revokedAt: null };
+    },
+    async adminTokenByHash(hash) {
+      return adminByToken.get(hash) && adminRow(adminByToken.get(hash)!);
+    },
+    async listAdminTokens() {
+      return db.select().from(adminTokens).orderBy(adminTokens.name).all() as AdminToken[];
+    },
+    async revokeAdminToken(name, now) {
+      const found = db.select().from(adminTokens).where(eq(adminTokens.name, name)).get();
+      if (!found) throw new KilnError('not_found', `no admin token named ${name}`);
+      if (!found.revokedAt) db.update(adminTokens).set({ revokedAt: now }).where(eq(adminTokens.name, name)).run();
+      return db.select().from(adminTokens).where(eq(adminTokens.name, name)).get() as AdminToken;
+    },
+    async appendAudit(entry) {
+      db.insert(auditLog).values(entry).run();
+    },
+    async listAudit(page) {
+      return db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(page.limit).offset(page.offset).all() as AuditEntry[];
     },
     async rekeyAllowance(uuid) {
       return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
