@@ -230,6 +230,8 @@ describe('the start-up line and the log level', () => {
         log_level: 'warn',
       });
       expect(lines.filter((l) => l.event === 'request')).toEqual([]);
+      // open enrollment is the reference's behaviour, and the server says so at start
+      expect(lines.find((l) => l.event === 'enrollment_open')).toMatchObject({ level: 'warn' });
     } finally {
       await server.stop();
     }
