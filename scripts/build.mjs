@@ -70,7 +70,7 @@ try {
 
 // The Yocto layers ship copies of the device-side files; keep them identical.
 const sync = [
-  ['dist/device-register.js', 'recipes/recipes-kiln/kiln-device-register/files/device-register.js'],
+  ['dist/device-register.js', 'recipes/recipes-kiln/kiln-device-register/files/device-register.mjs'],
   ['scripts/device-auto-register', 'recipes/recipes-kiln/kiln-device-auto-register/files/device-auto-register'],
   ['scripts/systemd/device-auto-register.service', 'recipes/recipes-kiln/kiln-device-auto-register/files/device-auto-register.service'],
   ['scripts/device-auto-register', 'meta-overrides/recipes-sota/lmp-device-auto-register/files/device-auto-register'],

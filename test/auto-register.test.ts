@@ -1,5 +1,5 @@
 // The first-boot script under dash, its systemd unit, and shellcheck.
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsrPem } from '../pki/csr.js';
@@ -180,6 +180,58 @@ describe('auto-register under dash against a manual lot', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('auto-register with an HSM and USE_HOSTNAME (stub client)', () => {
+  /** A stand-in for the client: records its arguments. */
+  const stubbed = (conf: Record<string, string>, hsm: string) => {
+    const t = fakeRoot({ DEVICE_API: 'http://kiln:8000/sign', CLIENT_FLAVOR: 'lmp', START_DAEMON: '0', ...conf }, { token: 'tok' });
+    writeFileSync(join(t.root, 'etc/sota/hsm'), hsm);
+    writeFileSync(join(t.root, 'etc/hostname'), 'line3-station7\n');
+    const stub = join(t.root, 'lmp-device-register');
+    writeFileSync(stub, `#!/bin/sh\nprintf '%s\\n' "$@" > ${t.root}/args\n`, { mode: 0o755 });
+    const boot = async () => {
+      const r = await runAsync('dash', [SCRIPT], { env: { KILN_ROOT: t.root, KILN_DEVICE_REGISTER: stub, USE_HOSTNAME: undefined } });
+      return { ...r, args: readFileSync(join(t.root, 'args'), 'utf8').trim().split('\n') };
+    };
+    return { t, boot };
+  };
+  const after = (args: string[], flag: string): string => args[args.indexOf(flag) + 1];
+
+  it('each device makes its own HSM PINs once (0600) and keeps them; no two devices share one', async () => {
+    const a = stubbed({}, 'HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so\n');
+    const b = stubbed({}, 'HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so\n');
+    const first = await a.boot();
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(/generated this device's HSM PINs in .*\/etc\/sota\/hsm-pins \(mode 0600\)/);
+    expect(after(first.args, '-m')).toBe('/usr/lib/softhsm/libsofthsm2.so');
+    const pin = after(first.args, '-P');
+    const so = after(first.args, '-S');
+    expect(pin).toMatch(/^\d{8,16}$/);
+    expect(so).toMatch(/^\d{8,16}$/);
+    expect(so).not.toBe(pin);
+    const pins = join(a.t.root, 'etc/sota/hsm-pins');
+    expect(statSync(pins).mode & 0o777).toBe(0o600);
+    expect(readFileSync(pins, 'utf8')).toBe(`HSM_PIN=${pin}\nHSM_SOPIN=${so}\n`);
+    const again = await a.boot();
+    expect(after(again.args, '-P')).toBe(pin);
+    expect(again.stderr).not.toMatch(/generated/);
+    expect(after((await b.boot()).args, '-P')).not.toBe(pin);
+  });
+
+  it('PINs a factory station wrote into /etc/sota/hsm win; nothing is generated', async () => {
+    const s = stubbed({}, 'HSM_MODULE=/m.so\nHSM_PIN=1111\nHSM_SOPIN=2222\n');
+    const r = await s.boot();
+    expect([after(r.args, '-P'), after(r.args, '-S')]).toEqual(['1111', '2222']);
+    expect(existsSync(join(s.t.root, 'etc/sota/hsm-pins'))).toBe(false);
+  });
+
+  it("USE_HOSTNAME (conf or the stock unit's environment) names the device after /etc/hostname", async () => {
+    const s = stubbed({ USE_HOSTNAME: '1' }, '');
+    expect(after((await s.boot()).args, '-n')).toBe('line3-station7');
+    const none = stubbed({}, '');
+    expect((await none.boot()).args).not.toContain('-n');
   });
 });
 

@@ -2,5 +2,5 @@
 PACKAGECONFIG += "production"
 
 KILN_DEVICE_API ??= "http://kiln.factory.lan:8000/sign"
-# a later -D wins over the recipe's -DDEVICE_API=https://api.foundries.io/ota/devices/
-EXTRA_OECMAKE:append = " -DDEVICE_API=${KILN_DEVICE_API}"
+# the recipe's own variable, which it passes as -DDEVICE_API
+LMP_DEVICE_API = "${KILN_DEVICE_API}"

@@ -1,2 +1,2 @@
 #!/bin/sh
-exec node /usr/lib/kiln/device-register.js "$@"
+exec node /usr/lib/kiln/device-register.mjs "$@"
