@@ -4,6 +4,7 @@ import { isCanonicalUuid } from '../pki/policy.js';
 import { fileError, KilnError } from '../pki/errors.js';
 import { readFileSync } from 'node:fs';
 import { parsePreauthCsv } from './preauthorize-csv.js';
+import { parseRevocationReason, REVOCATION_REASONS } from '../pki/crl.js';
 import { DEFAULTS, SETTINGS, type ServeConfig } from '../server/config.js';
 import { readFactoryCerts } from '../server/pki-dir.js';
 import { createUpstreamClient, readUpstreamToken, type UpstreamClient } from '../server/upstream.js';
@@ -87,10 +88,35 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
   cmd('deny', 'add UUIDs to the deny-list: /sign refuses them with 403')
     .argument('<uuid...>')
     .option('--reason <text>', 'why (shown in list-denied)', '')
-    .action((uuids: string[], o: DbOpts & { reason: string }) =>
+    .option('--revoke', 'also revoke their certificates (keyCompromise): the CRL refuses them at gateways')
+    .action((uuids: string[], o: DbOpts & { reason: string; revoke?: boolean }) =>
       withAdmin(o, env, async (api) => {
-        const entries = await api.deny(uuidsArg(uuids), o.reason);
-        printResult(!!o.json, entries, () => `Denied ${entries.map((e) => e.uuid).join(', ')}\n`);
+        const entries = await api.deny(uuidsArg(uuids), o.reason, { revoke: o.revoke });
+        printResult(
+          !!o.json,
+          entries,
+          () => `Denied ${entries.map((e) => e.uuid).join(', ')}${o.revoke ? ' and revoked their certificates' : ''}\n`,
+        );
+      }),
+    );
+
+  cmd('revoke', 'revoke certificates (all of the given devices, or --serial): the CRL lists them within seconds')
+    .argument('[uuid...]')
+    .option('--serial <hex...>', 'certificate serials (hex) instead of, or besides, device UUIDs')
+    .option('--reason <reason>', `${REVOCATION_REASONS.join(', ')}`, 'unspecified')
+    .action((uuids: string[], o: DbOpts & { serial?: string[]; reason: string }) =>
+      withAdmin(o, env, async (api) => {
+        if (!uuids.length && !o.serial?.length) throw usage('name device UUIDs or --serial S…');
+        const reason = parseRevocationReason(o.reason);
+        const rows = await api.revoke({ uuids: uuids.length ? uuidsArg(uuids) : undefined, serials: o.serial }, reason);
+        printResult(!!o.json, rows, () =>
+          table(rows, [
+            ['serial', 'SERIAL'],
+            ['uuid', 'UUID'],
+            ['revokedAt', 'REVOKED'],
+            ['reason', 'REASON'],
+          ]),
+        );
       }),
     );
 
@@ -127,8 +153,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
     .action((uuids: string[], o: DbOpts & { reason: string }) =>
       withAdmin(o, env, async (api) => {
         const ids = uuidsArg(uuids);
-        await api.deleteDevices(ids, o.reason);
-        printResult(!!o.json, { deleted: ids }, () => `Deleted and denied ${ids.join(', ')}\n`);
+        const out = await api.deleteDevices(ids, o.reason);
+        printResult(!!o.json, out, () => `Deleted, denied and revoked ${ids.join(', ')} (${out.revoked.length} certificates)\n`);
       }),
     );
 

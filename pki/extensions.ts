@@ -1,6 +1,6 @@
 // X.509 v3 extensions, DER-encoded (RFC 5280 4.2).
 import { hash } from 'node:crypto';
-import { bitString, bool, children, decodeOne, expectTag, implicit, octets, oid, seq, TAG, uint } from './der.js';
+import { bitString, bool, children, decodeOne, expectTag, explicit, implicit, octets, oid, seq, TAG, uint } from './der.js';
 import { OID } from './oids.js';
 
 export function extension(extOid: string, critical: boolean, value: Uint8Array): Buffer {
@@ -41,6 +41,11 @@ export function subjectKeyIdentifier(keyId: Uint8Array): Buffer {
 
 export function authorityKeyIdentifier(keyId: Uint8Array): Buffer {
   return extension(OID.authorityKeyIdentifier, false, seq(implicit(0, keyId)));
+}
+
+/** cRLDistributionPoints with one URI (RFC 5280 4.2.1.13): fullName [0] { uniformResourceIdentifier [6] }. */
+export function crlDistributionPoint(uri: string): Buffer {
+  return extension(OID.crlDistributionPoints, false, seq(seq(explicit(0, explicit(0, implicit(6, Buffer.from(uri, 'ascii')))))));
 }
 
 export function subjectAltNameDns(names: string[]): Buffer {

@@ -14,6 +14,7 @@ export const OID = {
   sha384WithRsa: '1.2.840.113549.1.1.12',
   extensionRequest: '1.2.840.113549.1.9.14',
   subjectKeyIdentifier: '2.5.29.14',
+  crlDistributionPoints: '2.5.29.31',
   keyUsage: '2.5.29.15',
   subjectAltName: '2.5.29.17',
   basicConstraints: '2.5.29.19',

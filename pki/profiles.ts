@@ -5,6 +5,7 @@ import type { ParsedCsr } from './csr.js';
 import {
   authorityKeyIdentifier,
   basicConstraints,
+  crlDistributionPoint,
   extKeyUsage,
   keyIdentifier,
   keyUsage,
@@ -27,18 +28,22 @@ export interface DeviceIssue {
   serial: Uint8Array;
   notBefore: Date;
   validityDays: number;
+  /** Where the CA's CRL is published: a cRLDistributionPoints extension when given. */
+  crlUrl?: string;
 }
 
-/** The extensions every device certificate of one CA shares, encoded once per CA. */
-const deviceExtensions = new WeakMap<Ca, Buffer[]>();
+/** The extensions every device certificate of one CA shares, encoded once per CA (and CRL URL). */
+const deviceExtensions = new WeakMap<Ca, { url?: string; exts: Buffer[] }>();
 
-function sharedDeviceExtensions(ca: Ca): Buffer[] {
-  let exts = deviceExtensions.get(ca);
-  if (!exts) {
-    exts = [keyUsage(['digitalSignature']), extKeyUsage([OID.clientAuth]), authorityKeyIdentifier(ca.keyId)];
-    deviceExtensions.set(ca, exts);
+function sharedDeviceExtensions(ca: Ca, crlUrl?: string): Buffer[] {
+  let shared = deviceExtensions.get(ca);
+  if (!shared || shared.url !== crlUrl) {
+    const exts = [keyUsage(['digitalSignature']), extKeyUsage([OID.clientAuth]), authorityKeyIdentifier(ca.keyId)];
+    if (crlUrl) exts.push(crlDistributionPoint(crlUrl));
+    shared = { url: crlUrl, exts };
+    deviceExtensions.set(ca, shared);
   }
-  return exts;
+  return shared.exts;
 }
 
 /** The device certificate template (contract §4 plus a subjectKeyIdentifier). */
@@ -51,7 +56,7 @@ export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
     spkiDer: p.csr.spkiDer,
     notBefore,
     notAfter: addDays(notBefore, p.validityDays),
-    extensions: [...sharedDeviceExtensions(p.ca), subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer))],
+    extensions: [...sharedDeviceExtensions(p.ca, p.crlUrl), subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer))],
   };
 }
 

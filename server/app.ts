@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener } from 'node:http';
 import { KilnError, toKilnError } from '../pki/errors.js';
 import type { Signer } from '../pki/signer.js';
+import type { CrlPublisher } from './crl-publisher.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import type { SignService, SignTrace } from './sign-service.js';
@@ -23,6 +24,8 @@ export interface AppDeps {
   clientAddress?: (req: IncomingMessage) => string;
   /** The header carrying the device's token (default OSF-TOKEN). */
   authHeader?: string;
+  /** The CRL the server publishes at GET /crl and /crl.pem. */
+  crl?: CrlPublisher;
 }
 
 type Env = { Bindings: HttpBindings; Variables: { requestId: string; trace: SignTrace } };
@@ -73,7 +76,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const key = deps.signer.describe();
     const ok = db === 'ok' && key.state === 'ready';
     const upstream = deps.upstreamState?.();
-    return c.json({ status: ok ? 'ok' : 'degraded', db, key, ...(upstream ? { upstream } : {}) }, ok ? 200 : 503);
+    const crl = deps.crl?.state();
+    return c.json({ status: ok ? 'ok' : 'degraded', db, key, ...(upstream ? { upstream } : {}), ...(crl ? { crl } : {}) }, ok ? 200 : 503);
+  });
+
+  // the CRL of the local CA (RFC 5280 v2): DER for gateways and clients, PEM for people and files
+  const crlOr503 = () => {
+    const crl = deps.crl?.current();
+    if (!crl) throw new KilnError(deps.crl ? 'unavailable' : 'not_found', deps.crl ? 'no CRL yet; try again' : 'this server publishes no CRL');
+    return crl;
+  };
+  app.get('/crl', (c) => {
+    const crl = crlOr503();
+    c.header('Content-Type', 'application/pkix-crl');
+    c.header('Cache-Control', `max-age=${Math.max(0, Math.floor((crl.nextUpdate.getTime() - Date.now()) / 2000))}`);
+    return c.body(new Uint8Array(crl.der));
+  });
+  app.get('/crl.pem', (c) => {
+    const crl = crlOr503();
+    c.header('Content-Type', 'application/x-pem-file');
+    return c.body(crl.pem);
   });
 
   return app;

@@ -27,6 +27,8 @@ export interface ServeConfig {
   readonly enrollment: 'open' | 'token';
   /** The header that carries the device's token (lmp-device-register's -H). */
   readonly authHeader: string;
+  /** The CRL: also written to this file; nextUpdate this many hours after thisUpdate; its URL in new device certificates. */
+  readonly crl: { readonly file?: string; readonly periodHours: number; readonly url?: string };
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
   readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
@@ -64,6 +66,9 @@ export const SETTINGS = {
   enrollment: { key: 'enrollment', env: 'KILN_ENROLLMENT', flag: '--enrollment' },
   authHeader: { key: 'authHeader', env: 'KILN_AUTH_HEADER', flag: '--auth-header' },
   logLevel: { key: 'logLevel', env: 'KILN_LOG_LEVEL', flag: '--log-level' },
+  crlFile: { key: 'crlFile', env: 'KILN_CRL_FILE', flag: '--crl-file' },
+  crlPeriodHours: { key: 'crlPeriodHours', env: 'KILN_CRL_PERIOD_HOURS', flag: '--crl-period-hours' },
+  crlUrl: { key: 'crlUrl', env: 'KILN_CRL_URL', flag: '--crl-url' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
   deviceGroup: { key: 'deviceGroup', env: 'KILN_DEVICE_GROUP', flag: '--device-group' },
@@ -180,6 +185,12 @@ function parseDays(where: string, v: Raw): number {
   return n;
 }
 
+function parseHours(where: string, v: Raw): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 8760) fail(`${where}: expected whole hours between 1 and 8760`);
+  return n;
+}
+
 function parseMs(where: string, v: Raw): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 3_600_000) fail(`${where}: expected milliseconds between 1 and 3600000`);
@@ -239,6 +250,11 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
     enrollment: withDefault(SETTINGS.enrollment, parseEnrollment, DEFAULTS.enrollment),
     authHeader: withDefault(SETTINGS.authHeader, parseHeaderName, DEFAULTS.authHeader),
     logLevel: withDefault(SETTINGS.logLevel, parseLogLevel, DEFAULTS.logLevel),
+    crl: Object.freeze({
+      file: str(SETTINGS.crlFile)?.raw as string | undefined,
+      periodHours: withDefault(SETTINGS.crlPeriodHours, parseHours, 24),
+      url: ((u) => (u ? parseUrlSetting(u.where, String(u.raw), { keepPath: true }) : undefined))(str(SETTINGS.crlUrl)),
+    }),
   };
   const api = str(SETTINGS.upstreamApi);
   const tokenFile = str(SETTINGS.upstreamTokenFile);

@@ -23,6 +23,7 @@ import { deliverNow, startOutboxWorker } from './outbox.js';
 import { createEnrollmentGate } from './enrollment.js';
 import { getRequestListener } from '@hono/node-server';
 import { createAdminApi } from './admin/api.js';
+import { startCrlPublisher } from './crl-publisher.js';
 import { createSignService } from './sign-service.js';
 import { createUpstreamClient, readUpstreamToken } from './upstream.js';
 
@@ -115,6 +116,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       serialFromUuid: config.serialFromUuid,
       rejectReregistration: config.rejectReregistration,
       rekey: config.rekey,
+      crlUrl: config.crl.url,
     },
     clock,
     random: pooledRandom(),
@@ -130,7 +132,13 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
           }
         : undefined,
   });
+  // the CRL: made now (a failure is logged and retried, not fatal), kept current from here on
+  const crl = await startCrlPublisher(
+    { store, ca: pki.local, logger, clock },
+    { periodMs: config.crl.periodHours * 3_600_000, file: config.crl.file },
+  );
   const listener = createRequestListener({
+    crl,
     signService,
     store,
     signer,
@@ -191,6 +199,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (adminServer) await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       await worker?.stop();
+      crl.stop();
       await store.close();
       await signer.close();
     },

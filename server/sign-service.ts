@@ -22,6 +22,8 @@ export interface SignSettings {
   rejectReregistration: boolean;
   /** A registered UUID with a new key: 'deny' (409 unless an operator allowed one) or 'allow' (the reference's behaviour). */
   rekey: 'deny' | 'allow';
+  /** The CRL's URL, put into new device certificates (cRLDistributionPoints). */
+  crlUrl?: string;
 }
 
 /** Partially detached: how devices reach the upstream device API. */
@@ -123,7 +125,7 @@ export function createSignService(deps: SignServiceDeps): SignService {
       const group = admission?.group ?? deps.upstream?.group;
 
       const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
-      const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays });
+      const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays, crlUrl: settings.crlUrl });
       const signStarted = performance.now();
       const pem = certificatePem(await signCertificateForCsr(template, ca.signer, csr, deps.ecVerifier));
       trace.signMs = performance.now() - signStarted;

@@ -74,6 +74,8 @@ async function sampleRequest(store: Store, method: string, path: string): Promis
     case 'post /api/v1/devices/delete':
     case 'post /api/v1/devices/allow-rekey':
       return { path, body: { uuids: [await registered()], reason: 'test' } };
+    case 'post /api/v1/devices/revoke':
+      return { path, body: { uuids: [await registered()], reason: 'keyCompromise' } };
     case 'post /api/v1/devices/preauthorize':
       return { path, body: { rows: [{ uuid }] } };
     case 'post /api/v1/denied/remove':

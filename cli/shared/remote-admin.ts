@@ -58,7 +58,8 @@ export function createRemoteAdmin(server: string, token: string, timeoutMs = 30_
   return {
     listDevices: (page) => call('GET', '/devices', undefined, { ...page }),
     showDevice: (uuid) => call('GET', `/devices/${enc(uuid)}`),
-    deny: (uuids, reason) => call('POST', '/devices/deny', { uuids, reason }),
+    deny: (uuids, reason, opts) => call('POST', '/devices/deny', { uuids, reason, revoke: opts?.revoke }),
+    revoke: (target, reason) => call('POST', '/devices/revoke', { ...target, reason }),
     deleteDevices: (uuids, reason) => call('POST', '/devices/delete', { uuids, reason }),
     allowRekey: (uuids, reason) => call('POST', '/devices/allow-rekey', { uuids, reason }),
     listDenied: (page) => call('GET', '/denied', undefined, { ...page }),

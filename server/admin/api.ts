@@ -11,6 +11,7 @@ import { VERSION } from '../../pki/version.js';
 import type { AdminRole, Store } from '../db/store.js';
 import type { Logger } from '../logger.js';
 import { logRequest, logServerError, socketAddress } from '../sign-route.js';
+import { REVOCATION_REASONS } from '../../pki/crl.js';
 import { createAdminService, type AdminApi } from './service.js';
 
 export const ADMIN_TOKEN_PREFIX = 'kiln_adm_';
@@ -27,6 +28,17 @@ export interface AdminApiDeps {
 const Uuid = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'a device UUID');
 const Uuids = z.object({ uuids: z.array(Uuid).min(1).max(10_000) }).openapi('Uuids');
 const UuidsReason = z.object({ uuids: z.array(Uuid).min(1).max(10_000), reason: z.string().max(500).default('') }).openapi('UuidsReason');
+const Deny = UuidsReason.extend({ revoke: z.boolean().optional() }).openapi('Deny');
+const Revoke = z
+  .object({
+    uuids: z.array(Uuid).max(10_000).optional(),
+    serials: z
+      .array(z.string().regex(/^[0-9a-fA-F]{1,64}$/, 'a certificate serial (hex)'))
+      .max(10_000)
+      .optional(),
+    reason: z.enum(REVOCATION_REASONS).default('unspecified'),
+  })
+  .openapi('Revoke');
 const PageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100_000).default(100),
   offset: z.coerce.number().int().min(0).default(0),
@@ -183,9 +195,16 @@ export function createAdminApi(deps: AdminApiDeps): OpenAPIHono<Env> {
     route('get', '/devices/{uuid}', 'viewer', 'one device and its certificates', { params: z.object({ uuid: Uuid }) }),
     async (c) => c.json(await c.get('api').showDevice(c.req.valid('param').uuid), 200),
   );
-  app.openapi(route('post', '/devices/deny', 'operator', 'deny devices', body(UuidsReason)), async (c) => {
+  app.openapi(
+    route('post', '/devices/deny', 'operator', 'deny devices (revoke: also revoke their certificates)', body(Deny)),
+    async (c) => {
+      const b = c.req.valid('json');
+      return c.json(await c.get('api').deny(b.uuids, b.reason, { revoke: b.revoke }), 200);
+    },
+  );
+  app.openapi(route('post', '/devices/revoke', 'operator', 'revoke certificates, by device UUID or serial', body(Revoke)), async (c) => {
     const b = c.req.valid('json');
-    return c.json(await c.get('api').deny(b.uuids, b.reason), 200);
+    return c.json(await c.get('api').revoke({ uuids: b.uuids, serials: b.serials }, b.reason), 200);
   });
   app.openapi(route('post', '/devices/delete', 'operator', 'delete devices and deny their UUIDs', body(UuidsReason)), async (c) => {
     const b = c.req.valid('json');

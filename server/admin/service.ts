@@ -17,10 +17,12 @@ import type {
   Page,
   Preauthorization,
   RekeyAllowance,
+  Revocation,
   StoredCertificate,
   Store,
 } from '../db/store.js';
 import { newEnrollmentToken, tokenSha256 } from '../enrollment.js';
+import type { RevocationReason } from '../../pki/crl.js';
 
 /** Who does it: `token:<name>` over the API, `local:<user>` for kilnctl on the registry. */
 export interface Actor {
@@ -52,9 +54,13 @@ export interface NewLotInput {
 export interface AdminApi {
   listDevices(page: Page): Promise<Device[]>;
   showDevice(uuid: string): Promise<DeviceView>;
-  deny(uuids: string[], reason: string): Promise<DeniedDevice[]>;
-  deleteDevices(uuids: string[], reason: string): Promise<{ deleted: string[] }>;
+  /** Denies UUIDs; with `revoke`, also revokes their certificates (keyCompromise). */
+  deny(uuids: string[], reason: string, opts?: { revoke?: boolean }): Promise<DeniedDevice[]>;
+  /** Deletes devices, denies their UUIDs and revokes their certificates (cessationOfOperation). */
+  deleteDevices(uuids: string[], reason: string): Promise<{ deleted: string[]; revoked: Revocation[] }>;
   allowRekey(uuids: string[], reason: string): Promise<RekeyAllowance[]>;
+  /** Revokes every certificate of the UUIDs and the given serials; the CRL follows within seconds. */
+  revoke(target: { uuids?: string[]; serials?: string[] }, reason: RevocationReason): Promise<Revocation[]>;
   listDenied(page: Page): Promise<DeniedDevice[]>;
   removeDenied(uuids: string[]): Promise<{ allowed: string[] }>;
   preauthorize(rows: Omit<Preauthorization, 'createdAt'>[]): Promise<{ imported: number }>;
@@ -121,17 +127,40 @@ export function createAdminService(store: Store, actor: Actor, clock: () => Date
       if (!device && !certificates.length && !denied) throw new KilnError('not_found', `unknown device ${id}`);
       return { device: device ?? null, denied: denied ?? null, rekeyAllowance: rekeyAllowance ?? null, certificates };
     },
-    async deny(uuids, reason) {
+    async deny(uuids, reason, opts = {}) {
       const ids = checkUuids(uuids);
       const out = await store.deny(ids, reason, clock());
-      await audit('devices.deny', ids.join(','), { reason });
+      let revoked = 0;
+      if (opts.revoke) {
+        // only devices that have certificates: a UUID denied in advance has none to revoke
+        const known = (await Promise.all(ids.map(async (u) => ((await store.certificatesOf(u)).length ? u : undefined)))).filter(
+          (u): u is string => !!u,
+        );
+        if (known.length) revoked = (await store.revoke({ uuids: known }, 'keyCompromise', clock())).length;
+      }
+      // one change, one entry
+      await audit('devices.deny', ids.join(','), opts.revoke ? { reason, revoked, revocationReason: 'keyCompromise' } : { reason });
       return out;
     },
     async deleteDevices(uuids, reason) {
       const ids = checkUuids(uuids);
       await store.deleteDevices(ids, reason, clock());
-      await audit('devices.delete', ids.join(','), { reason });
-      return { deleted: ids };
+      const revoked = await store.revoke({ uuids: ids }, 'cessationOfOperation', clock());
+      await audit('devices.delete', ids.join(','), { reason, revoked: revoked.length, revocationReason: 'cessationOfOperation' });
+      return { deleted: ids, revoked };
+    },
+    async revoke(target, reason) {
+      const uuids = target.uuids?.length ? checkUuids(target.uuids) : undefined;
+      const serials = target.serials?.map((s) => {
+        if (!/^[0-9a-fA-F]{1,64}$/.test(s)) throw bad(`"${String(s).slice(0, 70)}" is not a certificate serial (hex)`);
+        // as the registry writes serials: lower-case hex, whole bytes, no leading zero bytes
+        const hex = s.toLowerCase();
+        return (hex.length % 2 ? '0' + hex : hex).replace(/^(00)+(?=.)/, '');
+      });
+      if (!uuids && !serials?.length) throw bad('name device UUIDs or certificate serials to revoke');
+      const out = await store.revoke({ uuids, serials }, reason, clock());
+      await audit('devices.revoke', [...(uuids ?? []), ...(serials ?? [])].join(','), { reason });
+      return out;
     },
     async allowRekey(uuids, reason) {
       const ids = checkUuids(uuids);

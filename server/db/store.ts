@@ -90,7 +90,18 @@ export interface Preauthorization {
 }
 
 /** A certificate as the registry keeps it. */
-export type StoredCertificate = Omit<IssuedCertificate, 'upstreamBody' | 'keySha256'>;
+export type StoredCertificate = Omit<IssuedCertificate, 'upstreamBody' | 'keySha256' | 'lot'> & {
+  revokedAt: Date | null;
+  revocationReason: string | null;
+};
+
+/** A revoked certificate, as the CRL lists it. */
+export interface Revocation {
+  serial: string;
+  uuid: string;
+  revokedAt: Date;
+  reason: string;
+}
 
 /**
  * A retry: the UUID's current certificate has this very key, so that certificate is
@@ -247,6 +258,19 @@ export interface Store {
   appendAudit(entry: Omit<AuditEntry, 'id'>): Promise<void>;
   /** Newest first. */
   listAudit(page: Page): Promise<AuditEntry[]>;
+  /**
+   * Revokes every good certificate of the given UUIDs and the given serials, in one
+   * transaction; returns what is revoked now (already revoked ones included, with their
+   * first time and reason). Throws 'not_found' (and changes nothing) for a UUID with no
+   * certificate or an unknown serial.
+   */
+  revoke(target: { uuids?: string[]; serials?: string[] }, reason: string, now: Date): Promise<Revocation[]>;
+  /** Every revoked certificate, for the CRL. */
+  revokedCertificates(): Promise<Revocation[]>;
+  /** Bumped by every revocation: a server regenerates its CRL when it changes. */
+  crlRevision(): Promise<number>;
+  /** The next CRL number (monotonic across restarts and replicas). */
+  nextCrlNumber(): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -15,8 +15,11 @@ export const certificates = sqliteTable(
     issuedAt: integer('issued_at', { mode: 'timestamp_ms' }).notNull(),
     clientAddress: text('client_address').notNull(),
     requestId: text('request_id').notNull(),
+    /** Revocation: when, and the RFC 5280 reason; null while the certificate is good */
+    revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
+    revocationReason: text('revocation_reason'),
   },
-  (t) => [index('certificates_uuid_idx').on(t.uuid, t.issuedAt)],
+  (t) => [index('certificates_uuid_idx').on(t.uuid, t.issuedAt), index('certificates_revoked_idx').on(t.revokedAt)],
 );
 
 export const devices = sqliteTable('devices', {
@@ -165,4 +168,11 @@ export const auditLog = sqliteTable('audit_log', {
   requestId: text('request_id').notNull(),
   /** JSON of the change's parameters (never a secret) */
   detail: text('detail').notNull(),
+});
+
+/** One row: the CRL's number and a revision that every revocation bumps (servers regenerate on a change). */
+export const crlState = sqliteTable('crl_state', {
+  id: integer('id').primaryKey(),
+  number: integer('number').notNull(),
+  revision: integer('revision').notNull(),
 });

@@ -1,6 +1,6 @@
 // The registry on embedded SQLite (better-sqlite3, WAL), through drizzle-orm.
 import Database from 'better-sqlite3';
-import { and, count, desc, eq, gt, inArray, lte, min, sql } from 'drizzle-orm';
+import { and, count, desc, eq, gt, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { existsSync } from 'node:fs';
@@ -18,6 +18,7 @@ import type {
   OutboxEntry,
   Page,
   RekeyAllowance,
+  Revocation,
   Store,
   UpstreamPause,
 } from '../store.js';
@@ -28,6 +29,7 @@ import {
   approvals,
   auditLog,
   certificates,
+  crlState,
   deniedDevices,
   devices,
   lots,
@@ -204,6 +206,44 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     return rows.length;
   });
 
+  const revoke = sqlite.transaction((target: { uuids?: string[]; serials?: string[] }, reason: string, now: Date): Revocation[] => {
+    const serials = new Set<string>();
+    for (const uuid of target.uuids ?? []) {
+      const certs = db.select({ serial: certificates.serial }).from(certificates).where(eq(certificates.uuid, uuid)).all();
+      if (!certs.length) throw new KilnError('not_found', `device ${uuid} has no certificate`);
+      for (const c of certs) serials.add(c.serial);
+    }
+    for (const serial of target.serials ?? []) {
+      if (!db.select({ serial: certificates.serial }).from(certificates).where(eq(certificates.serial, serial)).get())
+        throw new KilnError('not_found', `no certificate with serial ${serial}`);
+      serials.add(serial);
+    }
+    const list = [...serials];
+    db.update(certificates)
+      .set({ revokedAt: now, revocationReason: reason })
+      .where(and(inArray(certificates.serial, list), isNull(certificates.revokedAt)))
+      .run();
+    sqlite
+      .prepare('INSERT INTO crl_state (id, number, revision) VALUES (1, 0, 1) ON CONFLICT (id) DO UPDATE SET revision = revision + 1')
+      .run();
+    return db
+      .select({
+        serial: certificates.serial,
+        uuid: certificates.uuid,
+        revokedAt: certificates.revokedAt,
+        reason: certificates.revocationReason,
+      })
+      .from(certificates)
+      .where(inArray(certificates.serial, list))
+      .all() as Revocation[];
+  });
+  const nextCrlNumber = sqlite.transaction((): number => {
+    sqlite
+      .prepare('INSERT INTO crl_state (id, number, revision) VALUES (1, 1, 0) ON CONFLICT (id) DO UPDATE SET number = number + 1')
+      .run();
+    return db.select({ n: crlState.number }).from(crlState).where(eq(crlState.id, 1)).get()!.n;
+  });
+
   const pauseOf = (now: Date): UpstreamPause | undefined =>
     db
       .select({ until: upstreamPause.until, reason: upstreamPause.reason, pausedAt: upstreamPause.pausedAt })
@@ -373,6 +413,27 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async listAudit(page) {
       return db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(page.limit).offset(page.offset).all() as AuditEntry[];
+    },
+    async revoke(target, reason, now) {
+      return revoke(target, reason, now);
+    },
+    async revokedCertificates() {
+      return db
+        .select({
+          serial: certificates.serial,
+          uuid: certificates.uuid,
+          revokedAt: certificates.revokedAt,
+          reason: certificates.revocationReason,
+        })
+        .from(certificates)
+        .where(isNotNull(certificates.revokedAt))
+        .all() as Revocation[];
+    },
+    async crlRevision() {
+      return db.select({ r: crlState.revision }).from(crlState).where(eq(crlState.id, 1)).get()?.r ?? 0;
+    },
+    async nextCrlNumber() {
+      return nextCrlNumber();
     },
     async rekeyAllowance(uuid) {
       return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
