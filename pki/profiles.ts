@@ -91,7 +91,7 @@ export function rootCaTemplate(p: CaProfileInput): CertificateTemplate {
   };
 }
 
-/** The local (device-signing) CA under the root: CA:TRUE pathlen 0, keyCertSign. */
+/** The local (device-signing) CA under the root: CA:TRUE pathlen 0, keyCertSign + cRLSign (it signs the devices' CRL). */
 export function localCaTemplate(p: CaProfileInput, root: Ca): CertificateTemplate {
   const notBefore = wholeSeconds(p.notBefore);
   return {
@@ -103,7 +103,7 @@ export function localCaTemplate(p: CaProfileInput, root: Ca): CertificateTemplat
     notAfter: addDays(notBefore, p.days),
     extensions: [
       basicConstraints(true, 0),
-      keyUsage(['keyCertSign']),
+      keyUsage(['keyCertSign', 'cRLSign']),
       subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
       authorityKeyIdentifier(root.keyId),
     ],
