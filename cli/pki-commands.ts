@@ -1,5 +1,6 @@
 // `kilnctl pki init` and `kilnctl pki show`
 import type { Command } from 'commander';
+import { isIP } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -28,6 +29,16 @@ export function checkName(flag: string, v: string): string {
   return v;
 }
 
+/** The 16 bytes of an IPv6 address (`::` expanded). */
+function ipv6Bytes(ip: string): Buffer {
+  const [head, tail = ''] = ip.split('::');
+  const parts = (s: string): string[] => (s ? s.split(':') : []);
+  const h = parts(head);
+  const t = ip.includes('::') ? parts(tail) : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return Buffer.from(groups.flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]));
+}
+
 /** A pkcs11: URI without its query (which may carry a PIN), for display. */
 const keyLocation = (uri: string): string => uri.split('?')[0];
 
@@ -46,6 +57,8 @@ export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
     .requiredOption('--factory <name>', 'factory name (the OU of every certificate)')
     .requiredOption('--gateway-dns <host>', 'DNS name of the device gateway (first SAN of tls-crt)')
     .option('--ostree-dns <host>', 'DNS name of the OSTree server (second SAN of tls-crt)')
+    .option('--server-dns <host...>', "also issue Kiln's own HTTPS certificate (server.pem/server.key) for these names")
+    .option('--server-ip <ip...>', 'and these IP addresses (SANs of server.pem)')
     .option('--owner <id>', 'CN of the local CA (fioctl uses the owner id; default: the factory name)')
     .option('--ca-key <pkcs11-uri>', 'generate the local CA key inside this PKCS#11 token (RFC 7512 URI) instead of local-ca.key')
     .option('--root-key <pkcs11-uri>', 'generate the root CA key inside this PKCS#11 token instead of factory_ca.key')
@@ -56,6 +69,8 @@ export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
         factory: string;
         gatewayDns: string;
         ostreeDns?: string;
+        serverDns?: string[];
+        serverIp?: string[];
         owner?: string;
         caKey?: string;
         rootKey?: string;
@@ -64,6 +79,12 @@ export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
         const factory = checkName('--factory', o.factory);
         const dnsNames = [checkHost('--gateway-dns', o.gatewayDns), ...(o.ostreeDns ? [checkHost('--ostree-dns', o.ostreeDns)] : [])];
         const owner = checkName('--owner', o.owner ?? factory);
+        const serverDns = (o.serverDns ?? []).map((h) => checkHost('--server-dns', h));
+        const serverIps = (o.serverIp ?? []).map((ip) => {
+          const v = isIP(ip);
+          if (!v) throw usage(`--server-ip ${ip}: not an IP address`);
+          return v === 4 ? Buffer.from(ip.split('.').map(Number)) : ipv6Bytes(ip);
+        });
         for (const [flag, v] of [
           ['--ca-key', o.caKey],
           ['--root-key', o.rootKey],
@@ -79,7 +100,15 @@ export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
           if (rootSigner) signers.push(rootSigner);
           const localSigner = o.caKey ? await generatePkcs11Key(o.caKey, read) : undefined;
           if (localSigner) signers.push(localSigner);
-          files = await createFactoryPki({ factory, owner, dnsNames, now: new Date(), rootSigner, localSigner });
+          files = await createFactoryPki({
+            factory,
+            owner,
+            dnsNames,
+            now: new Date(),
+            rootSigner,
+            localSigner,
+            server: { dnsNames: serverDns, ips: serverIps },
+          });
         } finally {
           for (const s of signers) await s.close();
         }

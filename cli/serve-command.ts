@@ -31,9 +31,11 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--upstream-retry-base-ms <ms>', 'first outbox retry delay; doubles per attempt with jitter, up to 5 min (default 1000)')
     .option('--enrollment <mode>', "who may register: open (default: any valid CSR, as the reference) or token (a production lot's token)")
     .option('--auth-header <name>', "the header carrying the device's token, as lmp-device-register -H (default OSF-TOKEN)")
+    .option('--tls-cert <file>', 'serve HTTPS (TLS 1.2+) with this certificate chain (PEM), e.g. <pki-dir>/server.pem')
+    .option('--tls-key <file>', 'and this key (PEM, 0600), e.g. <pki-dir>/server.key')
     .option('--crl-file <file>', 'also write the CRL (PEM) here, for gateways that read a file')
-    .option('--crl-period-hours <n>', 'the CRL\'s nextUpdate, hours after its thisUpdate (default 24); renewed at half')
-    .option('--crl-url <url>', 'the CRL\'s URL, put into new device certificates (cRLDistributionPoints)')
+    .option('--crl-period-hours <n>', "the CRL's nextUpdate, hours after its thisUpdate (default 24); renewed at half")
+    .option('--crl-url <url>', "the CRL's URL, put into new device certificates (cRLDistributionPoints)")
     .option('--log-level <level>', 'error, warn or info (default info: a line per request)')
     .addHelpText('after', serveHelpFooter())
     .action(async (opts: Record<string, string | boolean | undefined>) => {

@@ -48,6 +48,15 @@ export function crlDistributionPoint(uri: string): Buffer {
   return extension(OID.crlDistributionPoints, false, seq(seq(explicit(0, explicit(0, implicit(6, Buffer.from(uri, 'ascii')))))));
 }
 
+/** subjectAltName with DNS names [2] and IP addresses [7] (4 or 16 bytes). */
+export function subjectAltName(dnsNames: string[], ips: Uint8Array[]): Buffer {
+  return extension(
+    OID.subjectAltName,
+    false,
+    seq(...dnsNames.map((n) => implicit(2, Buffer.from(n, 'ascii'))), ...ips.map((ip) => implicit(7, ip))),
+  );
+}
+
 export function subjectAltNameDns(names: string[]): Buffer {
   return extension(OID.subjectAltName, false, seq(...names.map((n) => implicit(2, Buffer.from(n, 'ascii')))));
 }

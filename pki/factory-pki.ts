@@ -4,7 +4,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createCa } from './ca.js';
 import { certificatePem, signCertificate } from './certificate.js';
 import { createKeySigner, type Signer } from './signer.js';
-import { gatewayTlsTemplate, localCaTemplate, rootCaTemplate } from './profiles.js';
+import { gatewayTlsTemplate, localCaTemplate, rootCaTemplate, serverTlsTemplate } from './profiles.js';
 import { randomSerial, type RandomSource } from './serial.js';
 import { randomBytes } from 'node:crypto';
 
@@ -15,6 +15,8 @@ export const PKI_FILES = {
   localKey: 'local-ca.key',
   tlsCert: 'tls-crt',
   tlsKey: 'tls.key',
+  serverCert: 'server.pem',
+  serverKey: 'server.key',
 } as const;
 
 export interface FactoryPkiOptions {
@@ -28,6 +30,8 @@ export interface FactoryPkiOptions {
   /** Signers whose keys live elsewhere (an HSM); by default P-256 keys are generated here. */
   rootSigner?: Signer;
   localSigner?: Signer;
+  /** Kiln's own HTTPS certificate (server.pem/server.key), when names are given. */
+  server?: { dnsNames: string[]; ips: Uint8Array[] };
 }
 
 export interface PkiFile {
@@ -87,5 +91,26 @@ export async function createFactoryPki(opts: FactoryPkiOptions): Promise<PkiFile
     rootSigner,
   );
   files.push({ name: PKI_FILES.tlsCert, content: certificatePem(tlsDer), mode: 0o644 });
+
+  if (opts.server && (opts.server.dnsNames.length || opts.server.ips.length)) {
+    const serverKey = generateP256();
+    files.push({ name: PKI_FILES.serverKey, content: sec1Pem(serverKey), mode: 0o600 });
+    const serverDer = await signCertificate(
+      serverTlsTemplate(
+        {
+          ...base,
+          serial: randomSerial(random),
+          commonName: opts.server.dnsNames[0] ?? 'kiln',
+          spkiDer: createKeySigner(serverKey).spkiDer,
+          days: TLS_DAYS,
+          dnsNames: opts.server.dnsNames,
+          ips: opts.server.ips,
+        },
+        root,
+      ),
+      rootSigner,
+    );
+    files.push({ name: PKI_FILES.serverCert, content: certificatePem(serverDer), mode: 0o644 });
+  }
   return files;
 }

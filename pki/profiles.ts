@@ -9,6 +9,7 @@ import {
   extKeyUsage,
   keyIdentifier,
   keyUsage,
+  subjectAltName,
   subjectAltNameDns,
   subjectKeyIdentifier,
 } from './extensions.js';
@@ -111,6 +112,27 @@ export function localCaTemplate(p: CaProfileInput, root: Ca): CertificateTemplat
 }
 
 /** The device gateway's TLS server certificate; its DNS SANs name gateway and OSTree hosts. */
+/** Kiln's own HTTPS server certificate (`pki init --server-dns/--server-ip`): serverAuth, DNS and IP SANs, under the root. */
+export function serverTlsTemplate(p: CaProfileInput & { dnsNames: string[]; ips: Uint8Array[] }, root: Ca): CertificateTemplate {
+  const notBefore = wholeSeconds(p.notBefore);
+  return {
+    serial: p.serial,
+    issuerDer: root.cert.subjectDer,
+    subjectDer: subjectOf(p.commonName, p.factory),
+    spkiDer: p.spkiDer,
+    notBefore,
+    notAfter: addDays(notBefore, p.days),
+    extensions: [
+      basicConstraints(false),
+      keyUsage(['digitalSignature']),
+      extKeyUsage([OID.serverAuth], false),
+      subjectAltName(p.dnsNames, p.ips),
+      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
+      authorityKeyIdentifier(root.keyId),
+    ],
+  };
+}
+
 export function gatewayTlsTemplate(p: CaProfileInput & { dnsNames: string[] }, root: Ca): CertificateTemplate {
   const notBefore = wholeSeconds(p.notBefore);
   return {

@@ -19,6 +19,8 @@ describe('parseServeConfig', () => {
       serialFromUuid: false,
       rejectReregistration: false,
       logLevel: 'info',
+      tls: undefined,
+      crl: { file: undefined, periodHours: 24, url: undefined },
       rekey: 'deny',
       enrollment: 'open',
       authHeader: 'OSF-TOKEN',

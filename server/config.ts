@@ -27,6 +27,8 @@ export interface ServeConfig {
   readonly enrollment: 'open' | 'token';
   /** The header that carries the device's token (lmp-device-register's -H). */
   readonly authHeader: string;
+  /** HTTPS for /sign and the other routes (TLS 1.2+): certificate chain and key files. */
+  readonly tls?: { readonly cert: string; readonly key: string };
   /** The CRL: also written to this file; nextUpdate this many hours after thisUpdate; its URL in new device certificates. */
   readonly crl: { readonly file?: string; readonly periodHours: number; readonly url?: string };
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
@@ -66,6 +68,8 @@ export const SETTINGS = {
   enrollment: { key: 'enrollment', env: 'KILN_ENROLLMENT', flag: '--enrollment' },
   authHeader: { key: 'authHeader', env: 'KILN_AUTH_HEADER', flag: '--auth-header' },
   logLevel: { key: 'logLevel', env: 'KILN_LOG_LEVEL', flag: '--log-level' },
+  tlsCert: { key: 'tlsCert', env: 'KILN_TLS_CERT', flag: '--tls-cert' },
+  tlsKey: { key: 'tlsKey', env: 'KILN_TLS_KEY', flag: '--tls-key' },
   crlFile: { key: 'crlFile', env: 'KILN_CRL_FILE', flag: '--crl-file' },
   crlPeriodHours: { key: 'crlPeriodHours', env: 'KILN_CRL_PERIOD_HOURS', flag: '--crl-period-hours' },
   crlUrl: { key: 'crlUrl', env: 'KILN_CRL_URL', flag: '--crl-url' },
@@ -250,6 +254,11 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
     enrollment: withDefault(SETTINGS.enrollment, parseEnrollment, DEFAULTS.enrollment),
     authHeader: withDefault(SETTINGS.authHeader, parseHeaderName, DEFAULTS.authHeader),
     logLevel: withDefault(SETTINGS.logLevel, parseLogLevel, DEFAULTS.logLevel),
+    tls: ((c, k) => {
+      if (!c && !k) return undefined;
+      if (!c || !k) return fail(`${(c ?? k)!.where} needs ${c ? '--tls-key' : '--tls-cert'} too`);
+      return Object.freeze({ cert: String(c.raw), key: String(k.raw) });
+    })(str(SETTINGS.tlsCert), str(SETTINGS.tlsKey)),
     crl: Object.freeze({
       file: str(SETTINGS.crlFile)?.raw as string | undefined,
       periodHours: withDefault(SETTINGS.crlPeriodHours, parseHours, 24),

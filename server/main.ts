@@ -3,6 +3,7 @@ import { randomBytes, verify } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES } from '../pki/factory-pki.js';
@@ -147,17 +148,23 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     upstreamState: config.upstream ? () => ({ mode: config.upstream!.mode, ...(worker?.state() ?? { state: 'running' }) }) : undefined,
   });
 
-  const server = await listen(listener, config.listen).catch(async (err: unknown) => {
+  const tls = config.tls ? readTls(config.tls) : undefined;
+  // what started before the listeners must stop if one cannot listen, or its timers keep the process alive
+  const abandon = async (): Promise<void> => {
+    crl.stop();
+    await worker?.stop();
     await store.close();
     await signer.close();
+  };
+  const server = await listen(listener, config.listen, '', tls).catch(async (err: unknown) => {
+    await abandon();
     throw err;
   });
   const adminServer = config.adminListen
     ? await listen(getRequestListener(createAdminApi({ store, logger, clock }).fetch), config.adminListen, '--admin-listen ').catch(
         async (err: unknown) => {
           await new Promise<void>((resolve) => server.close(() => resolve()));
-          await store.close();
-          await signer.close();
+          await abandon();
           throw err;
         },
       )
@@ -165,7 +172,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   const adminAddr = adminServer?.address() as AddressInfo | undefined;
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}`;
+  const url = `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   logger.notice('started', {
     version: VERSION,
     url,
@@ -206,9 +213,31 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   };
 }
 
-function listen(listener: RequestListener, at: { host: string; port: number }, what = ''): Promise<Server> {
+/** The HTTPS certificate chain and key, read at start-up (a missing file is a configuration error). */
+function readTls(t: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw unreadable(what, path, err);
+    }
+  };
+  return { cert: read('TLS certificate', t.cert), key: read('TLS key', t.key) };
+}
+
+function listen(
+  listener: RequestListener,
+  at: { host: string; port: number },
+  what = '',
+  tls?: { cert: Buffer; key: Buffer },
+): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer(listener);
+    let server: Server;
+    try {
+      server = tls ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, listener) : createServer(listener);
+    } catch (err) {
+      return reject(new KilnError('config', `the TLS certificate and key do not work together: ${(err as Error).message}`, { cause: err }));
+    }
     server.listen(at.port, at.host, () => resolve(server));
     server.once('error', (err: NodeJS.ErrnoException) =>
       reject(new KilnError('unavailable', `cannot listen on ${what}${at.host}:${at.port}: ${err.code ?? err.message}`, { cause: err })),

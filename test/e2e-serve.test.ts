@@ -55,7 +55,7 @@ describe('kilnctl pki init / show', () => {
     const local = text('local-ca.pem');
     expect(local).toMatch(/Subject: CN=UTF8STRING:owner-9, OU=UTF8STRING:acme-factory/);
     expect(local).toMatch(/CA:TRUE, pathlen:0/);
-    expect(local).toMatch(/Key Usage: critical\s+Certificate Sign\n/);
+    expect(local).toMatch(/Key Usage: critical\s+Certificate Sign, CRL Sign\n/);
     const tls = text('tls-crt');
     expect(tls).toMatch(/DNS:gw.acme.test, DNS:ostree.acme.test/);
     expect(tls).toMatch(/Key Usage: critical\s+Digital Signature/);
@@ -175,7 +175,7 @@ describe('kilnctl serve, end to end', () => {
 
     const del = kilnctl(['devices', 'delete', uuid, '--db', db, '--json']);
     expect(del.code).toBe(0);
-    expect(JSON.parse(del.stdout)).toEqual({ deleted: [uuid] });
+    expect(JSON.parse(del.stdout)).toMatchObject({ deleted: [uuid], revoked: [{ uuid, reason: 'cessationOfOperation' }] });
     const refused = await register(server.url, lmpBody({ csr: csrPem, uuid }));
     expect(refused.status).toBe(403);
     expect(refused.text).toBe(`device ${uuid} is on the deny-list\n`);

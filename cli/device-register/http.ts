@@ -16,6 +16,8 @@ interface Call {
   headers?: Record<string, string>;
   body?: string;
   timeoutMs: number;
+  /** CA certificates (PEM) to verify an https server against, instead of the system's */
+  ca?: Buffer;
 }
 
 function call(url: string, c: Call): Promise<SignAnswer> {
@@ -24,7 +26,7 @@ function call(url: string, c: Call): Promise<SignAnswer> {
     const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
     const headers: Record<string, string | number> = { ...c.headers };
     if (c.body !== undefined) headers['Content-Length'] = Buffer.byteLength(c.body);
-    const req = send(u, { method: c.method, headers, timeout: c.timeoutMs }, (res) => {
+    const req = send(u, { method: c.method, headers, timeout: c.timeoutMs, ...(c.ca ? { ca: c.ca } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (d: Buffer) => {
@@ -47,13 +49,13 @@ const transport = (url: string, err: unknown): KilnError => {
 };
 
 /** lmp-device-register aborts only on a transport error or a status >= 500. */
-export async function checkReachable(url: string, timeoutMs: number): Promise<void> {
-  const res = await call(url, { method: 'HEAD', timeoutMs });
+export async function checkReachable(url: string, timeoutMs: number, ca?: Buffer): Promise<void> {
+  const res = await call(url, { method: 'HEAD', timeoutMs, ca });
   if (res.status >= 500) throw new KilnError('temporary', `${url} answered HEAD with HTTP ${res.status}`);
 }
 
-export function postSign(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<SignAnswer> {
-  return call(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body, timeoutMs });
+export function postSign(url: string, body: string, headers: Record<string, string>, timeoutMs: number, ca?: Buffer): Promise<SignAnswer> {
+  return call(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body, timeoutMs, ca });
 }
 
 /** The server's reason, made safe to print on one line. */

@@ -38,6 +38,14 @@ function readToken(path: string): string {
   }
 }
 
+function readCaFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw unreadable('the CA file', path, err);
+  }
+}
+
 function startDaemon(command: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('/bin/sh', ['-c', command], (err, _out, stderr) =>
@@ -118,8 +126,9 @@ async function register(
     }),
   );
 
-  await checkReachable(o.deviceApi, o.timeoutMs);
-  const answer = await postSign(o.deviceApi, buildSignBody(o, csr), { [o.apiTokenHeader]: o.apiToken }, o.timeoutMs);
+  const ca = o.caFile ? readCaFile(o.caFile) : undefined;
+  await checkReachable(o.deviceApi, o.timeoutMs, ca);
+  const answer = await postSign(o.deviceApi, buildSignBody(o, csr), { [o.apiTokenHeader]: o.apiToken }, o.timeoutMs, ca);
   if (answer.status !== 201) throw refusal(answer);
 
   const returned = parseFiles(answer.text);

@@ -7,6 +7,8 @@ import { usage } from '../shared/run.js';
 export interface Options {
   /** DEVICE_API was not set: the Foundries.io cloud default is used. */
   deviceApiDefaulted: boolean;
+  /** A CA file to verify an https DEVICE_API against (instead of the system's). */
+  caFile?: string;
   production: boolean;
   startDaemon: boolean;
   sotaDir: string;
@@ -77,6 +79,7 @@ const SPECS: Spec[] = [
     help: 'command that starts the update client (default: systemctl start aktualizr-lite)',
   },
   { key: 'timeout', long: 'timeout', kind: 'string', help: 'seconds to wait for the server (default 30)' },
+  { key: 'caFile', long: 'ca-file', kind: 'string', help: 'trust this CA file (PEM) for an https DEVICE_API, e.g. the factory root' },
 ];
 
 export type RawOptions = Record<string, string | boolean | undefined> & { help?: boolean; version?: boolean };
@@ -174,6 +177,7 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
   if (str('hsmModule') === undefined && (str('hsmPin') ?? str('hsmSoPin')) !== undefined) throw usage('-P/-S need --hsm-module (-m)');
   return {
     deviceApiDefaulted: !env.DEVICE_API,
+    caFile: str('caFile'),
     production: bool('production', env.PRODUCTION !== undefined),
     startDaemon: bool('startDaemon', true),
     sotaDir,
