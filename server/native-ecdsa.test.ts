@@ -153,6 +153,14 @@ describe('native EC signer', () => {
     }
   });
 
+  it('data above the addon\'s 64 KiB (a CRL of thousands of entries) is signed too, and verifies', async () => {
+    const signer = loaded.pemSigner(pemOf(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey));
+    for (const size of [64 * 1024, 64 * 1024 + 1, 4 * 1024 * 1024]) {
+      const data = randomBytes(size);
+      expect(verifies(signer, data, await signer.sign(data)), String(size)).toBe(true);
+    }
+  });
+
   it('the addon signs only with keys it made: other values are refused before any job', () => {
     const addon = createRequire(import.meta.url)(NATIVE_ECDSA()) as {
       signingKey(pem: Uint8Array): object;

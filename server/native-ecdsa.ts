@@ -44,6 +44,9 @@ const settle =
   (err, value) =>
     err ? reject(err) : resolve(value as T);
 
+/** native/ecdsa.c's MAX_DATA */
+const NATIVE_MAX_DATA = 64 * 1024;
+
 function nativeSigner(addon: Addon, base: Signer, pem: string | Buffer): Signer {
   let key: NativeKey;
   try {
@@ -54,7 +57,10 @@ function nativeSigner(addon: Addon, base: Signer, pem: string | Buffer): Signer 
   const { hash } = base.algorithm;
   return {
     ...base,
-    sign: (data) => new Promise((resolve, reject) => addon.sign(key, hash, data, settle(resolve, reject))),
+    // the addon takes at most 64 KiB (native/ecdsa.c MAX_DATA: a TBSCertificate is ~500 bytes);
+    // a larger CRL (a few thousand entries) is signed through node:crypto with the same key
+    sign: (data) =>
+      data.length > NATIVE_MAX_DATA ? base.sign(data) : new Promise((resolve, reject) => addon.sign(key, hash, data, settle(resolve, reject))),
     verifyAndSign: (c, tbs) =>
       new Promise((resolve, reject) =>
         addon.verifySign(
