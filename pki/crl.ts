@@ -59,6 +59,14 @@ export interface CrlInput {
 const ext = (id: string, value: object): Extension =>
   new Extension({ extnID: id, critical: false, extnValue: new OctetString(AsnConvert.serialize(value)) });
 
+/** The reason-code extension, encoded once per reason (there are six), not once per entry. */
+const reasonExtensions = new Map<RevocationReason, Extension>();
+const reasonExtension = (r: RevocationReason): Extension => {
+  let e = reasonExtensions.get(r);
+  if (!e) reasonExtensions.set(r, (e = ext(id_ce_cRLReasons, new CRLReason(CRLReasons[r]))));
+  return e;
+};
+
 /** A signed CRL, DER. */
 export async function createCrl(ca: Ca, input: CrlInput): Promise<Buffer> {
   const signatureAlgorithm = AsnConvert.parse(ca.signer.algorithm.der, AlgorithmIdentifier);
@@ -75,7 +83,7 @@ export async function createCrl(ca: Ca, input: CrlInput): Promise<Buffer> {
               userCertificate: positiveInteger(e.serial),
               revocationDate: new Time(e.revokedAt),
               // RFC 5280: the reason code is omitted rather than given as unspecified
-              crlEntryExtensions: e.reason === 'unspecified' ? undefined : [ext(id_ce_cRLReasons, new CRLReason(CRLReasons[e.reason]))],
+              crlEntryExtensions: e.reason === 'unspecified' ? undefined : [reasonExtension(e.reason)],
             }),
         )
       : undefined,
