@@ -57,10 +57,6 @@ export function subjectAltName(dnsNames: string[], ips: Uint8Array[]): Buffer {
   );
 }
 
-export function subjectAltNameDns(names: string[]): Buffer {
-  return extension(OID.subjectAltName, false, seq(...names.map((n) => implicit(2, Buffer.from(n, 'ascii')))));
-}
-
 /** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value. */
 export function keyIdentifier(spkiDer: Uint8Array): Buffer {
   const [, key] = children(expectTag(decodeOne(spkiDer), TAG.SEQUENCE, 'SubjectPublicKeyInfo'));

@@ -10,7 +10,6 @@ import {
   keyIdentifier,
   keyUsage,
   subjectAltName,
-  subjectAltNameDns,
   subjectKeyIdentifier,
 } from './extensions.js';
 import { encodeName } from './name.js';
@@ -133,22 +132,7 @@ export function serverTlsTemplate(p: CaProfileInput & { dnsNames: string[]; ips:
   };
 }
 
+/** The device gateway's TLS certificate (fioctl's tls-crt): the server profile with DNS SANs only. */
 export function gatewayTlsTemplate(p: CaProfileInput & { dnsNames: string[] }, root: Ca): CertificateTemplate {
-  const notBefore = wholeSeconds(p.notBefore);
-  return {
-    serial: p.serial,
-    issuerDer: root.cert.subjectDer,
-    subjectDer: subjectOf(p.commonName, p.factory),
-    spkiDer: p.spkiDer,
-    notBefore,
-    notAfter: addDays(notBefore, p.days),
-    extensions: [
-      basicConstraints(false),
-      keyUsage(['digitalSignature']),
-      extKeyUsage([OID.serverAuth], false),
-      subjectAltNameDns(p.dnsNames),
-      subjectKeyIdentifier(keyIdentifier(p.spkiDer)),
-      authorityKeyIdentifier(root.keyId),
-    ],
-  };
+  return serverTlsTemplate({ ...p, ips: [] }, root);
 }

@@ -1,6 +1,6 @@
 // The registry on embedded SQLite (better-sqlite3, WAL), through drizzle-orm.
 import Database from 'better-sqlite3';
-import { and, count, desc, eq, gt, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
+import { and, count, desc, eq, gt, inArray, isNotNull, isNull, lte, min, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { existsSync } from 'node:fs';
@@ -206,6 +206,17 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     return rows.length;
   });
 
+  const revocations = (where: SQL): Revocation[] =>
+    db
+      .select({
+        serial: certificates.serial,
+        uuid: certificates.uuid,
+        revokedAt: certificates.revokedAt,
+        reason: certificates.revocationReason,
+      })
+      .from(certificates)
+      .where(where)
+      .all() as Revocation[];
   const revoke = sqlite.transaction((target: { uuids?: string[]; serials?: string[] }, reason: string, now: Date): Revocation[] => {
     const serials = new Set<string>();
     for (const uuid of target.uuids ?? []) {
@@ -226,16 +237,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     sqlite
       .prepare('INSERT INTO crl_state (id, number, revision) VALUES (1, 0, 1) ON CONFLICT (id) DO UPDATE SET revision = revision + 1')
       .run();
-    return db
-      .select({
-        serial: certificates.serial,
-        uuid: certificates.uuid,
-        revokedAt: certificates.revokedAt,
-        reason: certificates.revocationReason,
-      })
-      .from(certificates)
-      .where(inArray(certificates.serial, list))
-      .all() as Revocation[];
+    return revocations(inArray(certificates.serial, list));
   });
   const nextCrlNumber = sqlite.transaction((): number => {
     sqlite
@@ -418,16 +420,7 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       return revoke(target, reason, now);
     },
     async revokedCertificates() {
-      return db
-        .select({
-          serial: certificates.serial,
-          uuid: certificates.uuid,
-          revokedAt: certificates.revokedAt,
-          reason: certificates.revocationReason,
-        })
-        .from(certificates)
-        .where(isNotNull(certificates.revokedAt))
-        .all() as Revocation[];
+      return revocations(isNotNull(certificates.revokedAt));
     },
     async crlRevision() {
       return db.select({ r: crlState.revision }).from(crlState).where(eq(crlState.id, 1)).get()?.r ?? 0;
