@@ -24,6 +24,7 @@ import { checkDevicePolicy, DEFAULT_KEY_POLICY } from '../pki/policy.js';
 import { deviceTemplate } from '../pki/profiles.js';
 import { randomSerial } from '../pki/serial.js';
 import { loadNativeEcdsa } from '../server/native-ecdsa.js';
+import { createCrl } from '../pki/crl.js';
 
 const ROOT = join(fileURLToPath(import.meta.url), '../..');
 const KILNCTL = join(ROOT, 'bin/kilnctl');
@@ -318,6 +319,30 @@ async function inProcessRate(seconds: number): Promise<number> {
   return Math.round(n / seconds);
 }
 
+/** A CRL of `n` revoked certificates, built and signed by the local CA (file key): the median of three, ms. */
+async function crlMs(n: number): Promise<{ ms: number; bytes: number }> {
+  const files = await createFactoryPki({ factory: FACTORY, owner: 'o', dnsNames: ['gw'], now: new Date() });
+  const get = (name: string): string => files.find((f) => f.name === name)!.content;
+  const ca = createCa(Buffer.from(get('local-ca.pem').replace(/-----[^-]+-----|\s/g, ''), 'base64'), ECDSA.pemSigner(get('local-ca.key')));
+  const reasons = ['keyCompromise', 'cessationOfOperation', 'superseded', 'unspecified'] as const;
+  const entries = Array.from({ length: n }, (_, i) => ({
+    serial: randomBytes(16)
+      .toString('hex')
+      .replace(/^(00)+/, ''),
+    revokedAt: new Date(),
+    reason: reasons[i % reasons.length],
+  }));
+  const times: number[] = [];
+  let bytes = 0;
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    const der = await createCrl(ca, { number: r + 1, thisUpdate: new Date(), nextUpdate: new Date(Date.now() + 86_400_000), entries });
+    times.push(performance.now() - t0);
+    bytes = der.length;
+  }
+  return { ms: Math.round(median(times)), bytes };
+}
+
 function deviceRegisterWallMs(url: string, work: string, runs: number): number {
   writeFileSync(join(work, 'os-release'), `LMP_FACTORY="${FACTORY}"\nLMP_MACHINE="bench"\n`);
   const times: number[] = [];
@@ -456,6 +481,7 @@ async function main(): Promise<void> {
   const levels = RUNS > 1 ? medianLevels(runs) : runs[0].levels;
   const deviceMs = Math.round(median(runs.map((r) => r.deviceRegisterMedianMs)));
   const inProcess = await inProcessRate(3);
+  const crl = await crlMs(100_000);
   const verified = verifySamples(work, samples);
   const result = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memGb: Math.round(totalmem() / 2 ** 30), node: process.version },
@@ -465,6 +491,7 @@ async function main(): Promise<void> {
     ...(tokenLevels ? { tokenEnrollment: { levels: tokenLevels, ...(RUNS > 1 ? { runs: tokenRuns } : {}) } } : {}),
     ...(RUNS > 1 ? { runs } : {}),
     inProcessCertificatesPerSecond: inProcess,
+    crl100kMs: crl.ms,
     deviceRegisterMedianMs: deviceMs,
     opensslVerifiedSamples: verified,
   };
@@ -495,6 +522,7 @@ async function main(): Promise<void> {
     );
   }
   out.push('', `in-process issuance (parse + verify + policy + sign): ${inProcess} certificates/s`);
+  out.push(`CRL of 100,000 revoked certificates, built and signed (median of 3): ${crl.ms} ms, ${Math.round(crl.bytes / 1024)} KiB`);
   out.push(`device-register, one registration (median of 10${RUNS > 1 ? ' per run, median of the runs' : ''}): ${deviceMs} ms`);
   out.push(`openssl verify of ${verified.checked} sampled certificates: ${verified.ok} OK`);
   process.stdout.write(out.join('\n') + '\n');
