@@ -1,13 +1,13 @@
 // `kilnctl admin-tokens …` (on the registry: whoever can write it may issue API tokens)
 // and `kilnctl audit list` (on the registry or, with --server, over the admin API).
 import type { Command } from 'commander';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { fileError } from '../pki/errors.js';
 import { ADMIN_TOKEN_PREFIX } from '../server/admin/api.js';
-import type { AdminRole, AdminToken } from '../server/db/store.js';
-import { withAdmin, withStore, type SiteOpts } from './shared/db.js';
+import type { AdminRole, AdminToken, Store } from '../server/db/store.js';
+import { localActor, withAdmin, withStore, type SiteOpts } from './shared/db.js';
+import { appendAudit } from '../server/admin/service.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 import { siteOptions } from './shared/site-options.js';
@@ -23,16 +23,8 @@ export function addAdminCommands(program: Command, env: NodeJS.ProcessEnv): void
   const tokens = program.command('admin-tokens').description('bearer tokens of the admin API (--admin-listen), by role');
   const cmd = (parent: Command, name: string, description: string): Command =>
     siteOptions(parent.command(name).description(description)).option('--json', 'print the result as JSON on stdout');
-  const audit = async (store: Parameters<Parameters<typeof withStore>[2]>[0], action: string, target: string, detail = {}) =>
-    store.appendAudit({
-      at: new Date(),
-      actor: `local:${userInfo().username}`,
-      action,
-      target,
-      address: 'local',
-      requestId: randomUUID(),
-      detail: JSON.stringify(detail),
-    });
+  const audit = (store: Store, action: string, target: string, detail = {}): Promise<void> =>
+    appendAudit(store, localActor(), new Date(), action, target, detail);
 
   cmd(
     tokens,

@@ -1,17 +1,12 @@
 // `kilnctl approvals …`: devices of manual lots waiting for an operator.
 import type { Command } from 'commander';
-import { isCanonicalUuid } from '../pki/policy.js';
+import { uuidsArg } from './shared/args.js';
 import { withAdmin, type SiteOpts } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
 import { siteOptions } from './shared/site-options.js';
 
 type Opts = SiteOpts & { json?: boolean };
-
-const uuidsArg = (args: string[]): string[] => {
-  for (const u of args) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
-  return [...new Set(args.map((u) => u.toLowerCase()))];
-};
 
 export function addApprovalsCommands(program: Command, env: NodeJS.ProcessEnv): void {
   const ap = program.command('approvals').description('devices of manual lots that wait for an operator');

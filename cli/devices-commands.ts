@@ -1,6 +1,6 @@
 // `kilnctl devices …`: the registry and the deny-list, on the database directly.
 import type { Command } from 'commander';
-import { isCanonicalUuid } from '../pki/policy.js';
+import { uuidsArg } from './shared/args.js';
 import { fileError, KilnError } from '../pki/errors.js';
 import { readFileSync } from 'node:fs';
 import { parsePreauthCsv } from './preauthorize-csv.js';
@@ -19,11 +19,6 @@ interface UpstreamOpts {
 
 interface DbOpts extends SiteOpts {
   json?: boolean;
-}
-
-function uuidsArg(args: string[]): string[] {
-  for (const u of args) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
-  return [...new Set(args.map((u) => u.toLowerCase()))];
 }
 
 function pageArg(o: { limit?: string; offset?: string }): { limit: number; offset: number } {

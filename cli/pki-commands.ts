@@ -13,21 +13,14 @@ import { assertNoPki, readFactoryCerts, writeFactoryPki } from '../server/pki-di
 import type { ParsedCertificate } from '../pki/certificate.js';
 import { CONFIG_ENV, DEFAULTS, SETTINGS } from '../server/config.js';
 import { siteConfig } from './shared/db.js';
+import { checkLotName } from '../server/admin/service.js';
 import { printResult } from './shared/output.js';
 import { usage } from './shared/run.js';
 
 const HOST_RE = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-// Factory names are URL path segments upstream (/ota/factories/<factory>/) and the OU of
-// every certificate; owner ids are hex. Letters, digits, '.', '_' and '-', starting with a
-// letter or digit, at most 64: every FoundriesFactory name fits, and nothing else slips in.
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-export function checkName(flag: string, v: string): string {
-  if (!NAME_RE.test(v))
-    throw usage(`${flag} ${JSON.stringify(v)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
-  return v;
-}
+/** Factory, owner, lot and group names: one rule (server/admin/service.ts). */
+export const checkName = checkLotName;
 
 /** The 16 bytes of an IPv6 address (`::` expanded). */
 function ipv6Bytes(ip: string): Buffer {

@@ -1,6 +1,6 @@
 // `kilnctl upstream …`: the delivery outbox of partially detached mode, on the database.
 import type { Command } from 'commander';
-import { isCanonicalUuid } from '../pki/policy.js';
+import { uuidsArg } from './shared/args.js';
 import { withAdmin, type SiteOpts } from './shared/db.js';
 import { printResult, table } from './shared/output.js';
 import { usage } from './shared/run.js';
@@ -53,8 +53,7 @@ export function addUpstreamCommands(program: Command, env: NodeJS.ProcessEnv): v
     .argument('[uuid...]')
     .action((uuids: string[], o: Opts) =>
       withAdmin(o, env, async (api) => {
-        for (const u of uuids) if (!isCanonicalUuid(u)) throw usage(`"${u}" is not a device UUID`);
-        const ids = uuids.length ? [...new Set(uuids.map((u) => u.toLowerCase()))] : undefined;
+        const ids = uuids.length ? uuidsArg(uuids) : undefined;
         const n = (await api.retryDeliveries(ids)).requeued;
         printResult(!!o.json, { requeued: n }, () => `Requeued ${n} deliveries; a running server sends them within a second\n`);
       }),

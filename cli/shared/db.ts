@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { KilnError, unreadable } from '../../pki/errors.js';
-import { createAdminService, type AdminApi } from '../../server/admin/service.js';
+import { createAdminService, type Actor, type AdminApi } from '../../server/admin/service.js';
 import { createRemoteAdmin } from './remote-admin.js';
 
 /** The options every admin command may take; flags win over the environment and the file. */
@@ -59,10 +59,11 @@ export async function withAdmin<T>(o: SiteOpts, env: NodeJS.ProcessEnv, fn: (api
     if (!token) throw new KilnError('config', `the admin token file ${tokenFile} is empty`);
     return fn(createRemoteAdmin(server, token));
   }
-  return withStore(o, env, (store) =>
-    fn(createAdminService(store, { name: `local:${localUser()}`, address: 'local', requestId: randomUUID() })),
-  );
+  return withStore(o, env, (store) => fn(createAdminService(store, localActor())));
 }
+
+/** kilnctl working on the registry itself: `local:<user>` in the audit log. */
+export const localActor = (): Actor => ({ name: `local:${localUser()}`, address: 'local', requestId: randomUUID() });
 
 function localUser(): string {
   try {

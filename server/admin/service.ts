@@ -77,6 +77,10 @@ export interface AdminApi {
   listAudit(page: Page): Promise<AuditEntry[]>;
 }
 
+// Factory names are URL path segments upstream (/ota/factories/<factory>/) and the OU of
+// every certificate; owner ids are hex; lots and groups follow the same rule. Letters,
+// digits, '.', '_' and '-', starting with a letter or digit, at most 64: every
+// FoundriesFactory name fits, and nothing else slips in.
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const bad = (msg: string): KilnError => new KilnError('usage', msg);
 
@@ -97,17 +101,29 @@ export function checkLotName(what: string, v: string): string {
 const shown = ({ tokenSha256: _hash, ...lot }: Lot): LotView => lot;
 const delivery = ({ body: _body, ...e }: OutboxEntry): DeliveryView => e;
 
+/** One audit entry: who (the actor), what, on what, when; the detail never holds a secret. */
+export function appendAudit(
+  store: Store,
+  actor: Actor,
+  at: Date,
+  action: string,
+  target: string,
+  detail: Record<string, unknown> = {},
+): Promise<void> {
+  return store.appendAudit({
+    at,
+    actor: actor.name,
+    action,
+    target,
+    address: actor.address,
+    requestId: actor.requestId,
+    detail: JSON.stringify(detail),
+  });
+}
+
 export function createAdminService(store: Store, actor: Actor, clock: () => Date = () => new Date()): AdminApi {
-  const audit = async (action: string, target: string, detail: Record<string, unknown> = {}): Promise<void> =>
-    store.appendAudit({
-      at: clock(),
-      actor: actor.name,
-      action,
-      target,
-      address: actor.address,
-      requestId: actor.requestId,
-      detail: JSON.stringify(detail),
-    });
+  const audit = (action: string, target: string, detail: Record<string, unknown> = {}): Promise<void> =>
+    appendAudit(store, actor, clock(), action, target, detail);
   const lotOrFail = async (name: string): Promise<Lot> => {
     const lot = await store.getLot(checkLotName('lot', name));
     if (!lot) throw new KilnError('not_found', `no lot named ${name}`);

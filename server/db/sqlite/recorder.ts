@@ -63,7 +63,9 @@ export interface Recorder {
 export function createRecorder(sqlite: Database.Database): Recorder {
   const hot = {
     denied: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM denied_devices WHERE uuid = ?'),
-    device: sqlite.prepare<[string], { serial: string; key: string | null }>('SELECT serial, key_sha256 AS key FROM devices WHERE uuid = ?'),
+    device: sqlite.prepare<[string], { serial: string; key: string | null }>(
+      'SELECT serial, key_sha256 AS key FROM devices WHERE uuid = ?',
+    ),
     current: sqlite.prepare<[string], { pem: string; subject: string; delivery: OutboxStatus | null }>(
       'SELECT c.pem AS pem, c.subject AS subject, o.status AS delivery FROM certificates c LEFT JOIN outbox o ON o.serial = c.serial WHERE c.serial = ?',
     ),
@@ -102,18 +104,18 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     if (hot.denied.get(uuid)) return new KilnError('denied', `device ${uuid} is on the deny-list`);
     const device = hot.device.get(uuid);
     const lotName = r[16];
+    // a new device of a lot is counted against it (apply); a known one already was
+    let admit = false;
     if (lotName !== null) {
       // the lot as it is now: revoked or expired since the request was checked, or full
       const lot = hot.lot.get(lotName);
-      if (!lot || lot.revoked !== null) return new KilnError('unauthorized', `lot ${lotName} was revoked: its token no longer enrolls devices`);
-      if (lot.expires !== null && lot.expires <= r[9]) return new KilnError('denied', `lot ${lotName} expired at ${new Date(lot.expires).toISOString()}`);
-      if (!device) {
-        if (lot.max !== null && lot.admitted >= lot.max)
-          return new KilnError('denied', `lot ${lotName} is full: ${lot.admitted} of ${lot.max} devices enrolled`);
-        if (hot.serialTaken.get(serial))
-          return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
-        return 'admit';
-      }
+      if (!lot || lot.revoked !== null)
+        return new KilnError('unauthorized', `lot ${lotName} was revoked: its token no longer enrolls devices`);
+      if (lot.expires !== null && lot.expires <= r[9])
+        return new KilnError('denied', `lot ${lotName} expired at ${new Date(lot.expires).toISOString()}`);
+      if (!device && lot.max !== null && lot.admitted >= lot.max)
+        return new KilnError('denied', `lot ${lotName} is full: ${lot.admitted} of ${lot.max} devices enrolled`);
+      admit = !device;
     }
     let rekey = false;
     if (device) {
@@ -135,7 +137,7 @@ export function createRecorder(sqlite: Database.Database): Recorder {
     }
     if (hot.serialTaken.get(serial))
       return new KilnError('conflict', `serial ${serial} is already used (re-registration with UUID serials)`);
-    return rekey ? 'rekey' : undefined;
+    return admit ? 'admit' : rekey ? 'rekey' : undefined;
   };
 
   const write = (r: RecordRow): void => {

@@ -399,7 +399,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       return { ...t, revokedAt: null };
     },
     async adminTokenByHash(hash) {
-      return adminByToken.get(hash) && adminRow(adminByToken.get(hash)!);
+      const row = adminByToken.get(hash);
+      return row && adminRow(row);
     },
     async listAdminTokens() {
       return db.select().from(adminTokens).orderBy(adminTokens.name).all() as AdminToken[];
