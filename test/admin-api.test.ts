@@ -9,8 +9,9 @@ import { ADMIN_TOKEN_PREFIX, createAdminApi, ROUTES } from '../server/admin/api.
 import { openSqliteStore } from '../server/db/sqlite/store.js';
 import type { AdminRole, Store } from '../server/db/store.js';
 import { silentLogger } from '../server/logger.js';
-import { deviceCsr, FACTORY, lmpBody, tempDir } from './helpers/pki.js';
-import { kilnctl, startKilnctl, type ServerProcess } from './helpers/proc.js';
+import { FACTORY, tempDir } from './helpers/pki.js';
+import { registerAt, startSite } from './helpers/site.js';
+import { kilnctl, type ServerProcess } from './helpers/proc.js';
 
 const ROLES: AdminRole[] = ['viewer', 'operator', 'admin'];
 const RANK: Record<AdminRole, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -204,23 +205,14 @@ describe('kilnctl over --server prints what it prints over --db', () => {
   let work: string;
   let db: string;
   beforeAll(async () => {
-    work = tempDir();
-    db = `sqlite:${join(work, 'kiln.db')}`;
-    expect(kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']).code).toBe(0);
-    server = await startKilnctl(['--pki-dir', join(work, 'pki'), '--db', db]);
+    ({ server, work, db } = await startSite());
   });
   afterAll(async () => {
     await server.stop();
   });
 
   it('ok/the same output both ways; mutations over the API are audited with the token name', async () => {
-    const d = await deviceCsr();
-    const res = await fetch(`${server.url}/sign`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: lmpBody({ csr: d.csrPem, uuid: d.uuid }),
-    });
-    expect(res.status).toBe(201);
+    const d = await registerAt(server);
     const tokenFile = join(work, 'admin.token');
     expect(kilnctl(['admin-tokens', 'create', 'ops', '--role', 'admin', '--token-out', tokenFile, '--db', db]).code).toBe(0);
     expect(readFileSync(tokenFile, 'utf8')).toMatch(/^kiln_adm_/);

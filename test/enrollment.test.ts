@@ -10,7 +10,8 @@ import { openSqliteStore } from '../server/db/sqlite/store.js';
 import { newEnrollmentToken, tokenSha256 } from '../server/enrollment.js';
 import { makeTestApp, type TestApp } from './helpers/app.js';
 import { deviceCsr, FACTORY, lmpBody, tempDir } from './helpers/pki.js';
-import { kilnctl, ROOT, runAsync, startKilnctl, type ServerProcess } from './helpers/proc.js';
+import { startSite } from './helpers/site.js';
+import { kilnctl, ROOT, runAsync, type ServerProcess } from './helpers/proc.js';
 
 const keyHash = (csrPem: string): string => createHash('sha256').update(parseCsrPem(csrPem).spkiDer).digest('hex');
 
@@ -200,10 +201,7 @@ describe('kilnctl lots, approvals and preauthorize, and the real device client, 
   let work: string;
   let db: string;
   beforeAll(async () => {
-    work = tempDir();
-    db = `sqlite:${join(work, 'kiln.db')}`;
-    expect(kilnctl(['pki', 'init', '--dir', join(work, 'pki'), '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']).code).toBe(0);
-    server = await startKilnctl(['--pki-dir', join(work, 'pki'), '--db', db, '--enrollment', 'token']);
+    ({ server, work, db } = await startSite(['--enrollment', 'token']));
   });
   afterAll(async () => {
     await server.stop();

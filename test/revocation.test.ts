@@ -3,20 +3,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { deviceCsr, FACTORY, lmpBody, tempDir } from './helpers/pki.js';
+import { FACTORY, tempDir } from './helpers/pki.js';
+import { registerAt } from './helpers/site.js';
 import { kilnctl, run, startKilnctl, type ServerProcess } from './helpers/proc.js';
 import { makeSoftHsm, uriFor } from './helpers/softhsm.js';
 
-async function register(server: ServerProcess): Promise<{ uuid: string; pem: string }> {
-  const d = await deviceCsr();
-  const res = await fetch(`${server.url}/sign`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: lmpBody({ csr: d.csrPem, uuid: d.uuid }),
-  });
-  expect(res.status).toBe(201);
-  return { uuid: d.uuid, pem: ((await res.json()) as Record<string, string>)['client.pem'] };
-}
+const register = registerAt;
 
 async function crlNumberAbove(server: ServerProcess, n: number): Promise<number> {
   for (let i = 0; i < 100; i++) {
