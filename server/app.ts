@@ -83,7 +83,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // the CRL of the local CA (RFC 5280 v2): DER for gateways and clients, PEM for people and files
   const crlOr503 = () => {
     const crl = deps.crl?.current();
-    if (!crl) throw new KilnError(deps.crl ? 'unavailable' : 'not_found', deps.crl ? 'no CRL yet; try again' : 'this server publishes no CRL');
+    if (!crl)
+      throw new KilnError(deps.crl ? 'unavailable' : 'not_found', deps.crl ? 'no CRL yet; try again' : 'this server publishes no CRL');
     return crl;
   };
   app.get('/crl', (c) => {

@@ -39,7 +39,10 @@ export interface CrlPublisher {
   stop(): void;
 }
 
-export async function startCrlPublisher(deps: { store: Store; ca: Ca; logger: Logger; clock: () => Date }, s: CrlSettings): Promise<CrlPublisher> {
+export async function startCrlPublisher(
+  deps: { store: Store; ca: Ca; logger: Logger; clock: () => Date },
+  s: CrlSettings,
+): Promise<CrlPublisher> {
   const pollMs = s.pollMs ?? 2000;
   let current: PublishedCrl | undefined;
   let revision = -1;

@@ -153,7 +153,7 @@ describe('native EC signer', () => {
     }
   });
 
-  it('data above the addon\'s 64 KiB (a CRL of thousands of entries) is signed too, and verifies', async () => {
+  it("data above the addon's 64 KiB (a CRL of thousands of entries) is signed too, and verifies", async () => {
     const signer = loaded.pemSigner(pemOf(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey));
     for (const size of [64 * 1024, 64 * 1024 + 1, 4 * 1024 * 1024]) {
       const data = randomBytes(size);

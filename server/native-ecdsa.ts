@@ -60,7 +60,9 @@ function nativeSigner(addon: Addon, base: Signer, pem: string | Buffer): Signer 
     // the addon takes at most 64 KiB (native/ecdsa.c MAX_DATA: a TBSCertificate is ~500 bytes);
     // a larger CRL (a few thousand entries) is signed through node:crypto with the same key
     sign: (data) =>
-      data.length > NATIVE_MAX_DATA ? base.sign(data) : new Promise((resolve, reject) => addon.sign(key, hash, data, settle(resolve, reject))),
+      data.length > NATIVE_MAX_DATA
+        ? base.sign(data)
+        : new Promise((resolve, reject) => addon.sign(key, hash, data, settle(resolve, reject))),
     verifyAndSign: (c, tbs) =>
       new Promise((resolve, reject) =>
         addon.verifySign(

@@ -125,7 +125,14 @@ export function createSignService(deps: SignServiceDeps): SignService {
       const group = admission?.group ?? deps.upstream?.group;
 
       const serial = settings.serialFromUuid ? uuidSerial(id.uuid) : randomSerial(deps.random);
-      const template = deviceTemplate({ ca, csr, serial, notBefore: deps.clock(), validityDays: settings.validityDays, crlUrl: settings.crlUrl });
+      const template = deviceTemplate({
+        ca,
+        csr,
+        serial,
+        notBefore: deps.clock(),
+        validityDays: settings.validityDays,
+        crlUrl: settings.crlUrl,
+      });
       const signStarted = performance.now();
       const pem = certificatePem(await signCertificateForCsr(template, ca.signer, csr, deps.ecVerifier));
       trace.signMs = performance.now() - signStarted;

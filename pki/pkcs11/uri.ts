@@ -69,7 +69,7 @@ export function parsePkcs11Uri(text: string): Pkcs11Uri {
     throw bad('name the token (token=, serial= or slot-id=)');
   if (out.object === undefined && out.id === undefined) throw bad('name the key (object= or id=)');
   if (out.pinSource === undefined && out.pinValue === undefined)
-    throw bad('no PIN: add ?pin-source=file:/path/to/pin-file (a file readable only by the server\'s user)');
+    throw bad("no PIN: add ?pin-source=file:/path/to/pin-file (a file readable only by the server's user)");
   return out;
 }
 

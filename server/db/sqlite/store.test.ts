@@ -78,7 +78,9 @@ describe('SQLite store', () => {
     await s.deny([denied], 'r', new Date());
     const ids = Array.from({ length: 50 }, () => randomUUID());
     const results = await Promise.allSettled(
-      [...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) => s.recordIssuance(cert(u), { rejectReregistration: false, rekey: 'allow' })),
+      [...ids.slice(0, 25), denied, ...ids.slice(25)].map((u) =>
+        s.recordIssuance(cert(u), { rejectReregistration: false, rekey: 'allow' }),
+      ),
     );
     expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as KilnError).code)).toEqual([
       'denied',
@@ -168,7 +170,9 @@ describe('SQLite store', () => {
     open.push(s);
     const before = statSync(path).size;
     await Promise.all(
-      Array.from({ length: 300 }, () => s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' })),
+      Array.from({ length: 300 }, () =>
+        s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' }),
+      ),
     );
     // the writer never checkpoints (wal_autocheckpoint = 0) and 300 records are below SQLite's 1,000-page
     // threshold anyway: only the checkpoint thread moves pages into the database file
@@ -194,7 +198,8 @@ describe('SQLite store', () => {
     // 64 records always in flight for 2.5 s (ten checkpoint intervals): the writer never idles
     const until = Date.now() + 2500;
     const lane = async (): Promise<void> => {
-      while (Date.now() < until) await s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' });
+      while (Date.now() < until)
+        await s.recordIssuance({ ...cert(randomUUID()), pem: 'P'.repeat(900) }, { rejectReregistration: false, rekey: 'allow' });
     };
     await Promise.all(Array.from({ length: 64 }, lane));
     clearInterval(sampler);
@@ -242,7 +247,8 @@ describe('SQLite store', () => {
   it('ok/list pages newest first', async () => {
     const s = fresh();
     const ids = [randomUUID(), randomUUID(), randomUUID()];
-    for (let i = 0; i < 3; i++) await s.recordIssuance(cert(ids[i], undefined, new Date(1000 * (i + 1))), { rejectReregistration: false, rekey: 'allow' });
+    for (let i = 0; i < 3; i++)
+      await s.recordIssuance(cert(ids[i], undefined, new Date(1000 * (i + 1))), { rejectReregistration: false, rekey: 'allow' });
     expect((await s.listDevices({ limit: 2, offset: 0 })).map((d) => d.uuid)).toEqual([ids[2], ids[1]]);
     expect((await s.listDevices({ limit: 2, offset: 2 })).map((d) => d.uuid)).toEqual([ids[0]]);
   });
