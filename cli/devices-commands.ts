@@ -75,6 +75,8 @@ export function addDevicesCommands(program: Command, env: NodeJS.ProcessEnv): vo
             ['issuedAt', 'ISSUED'],
             ['notAfter', 'EXPIRES'],
             ['clientAddress', 'CLIENT'],
+            ['supersededBy', 'RENEWED BY'],
+            ['revokedAt', 'REVOKED'],
           ])}`;
         });
       }),

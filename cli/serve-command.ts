@@ -36,6 +36,7 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--crl-file <file>', 'also write the CRL (PEM) here, for gateways that read a file')
     .option('--crl-period-hours <n>', "the CRL's nextUpdate, hours after its thisUpdate (default 24); renewed at half")
     .option('--crl-url <url>', "the CRL's URL, put into new device certificates (cRLDistributionPoints)")
+    .option('--est-bootstrap-ca <file>', "EST: TLS client certificates from these CAs (PEM) may simpleenroll into the URL's lot")
     .option('--log-level <level>', 'error, warn or info (default info: a line per request)')
     .addHelpText('after', serveHelpFooter())
     .action(async (opts: Record<string, string | boolean | undefined>) => {

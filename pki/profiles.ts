@@ -55,7 +55,8 @@ export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
     subjectDer: p.csr.subjectDer,
     spkiDer: p.csr.spkiDer,
     notBefore,
-    notAfter: addDays(notBefore, p.validityDays),
+    // never past the CA's own notAfter: a chain is only as valid as its shortest link
+    notAfter: new Date(Math.min(addDays(notBefore, p.validityDays).getTime(), p.ca.cert.notAfter.getTime())),
     extensions: [...sharedDeviceExtensions(p.ca, p.crlUrl), subjectKeyIdentifier(keyIdentifier(p.csr.spkiDer))],
   };
 }

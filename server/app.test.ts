@@ -36,7 +36,9 @@ describe('POST /sign', () => {
     expect(cert.subjectDer.equals(csrSubject)).toBe(true);
     expect(cert.issuerDer.equals(t.pki.local.cert.subjectDer)).toBe(true);
     expect(cert.notBefore.getTime()).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000);
-    expect(cert.notAfter.getTime() - cert.notBefore.getTime()).toBe(7300 * DAY);
+    // +7300 days as the reference, but never past the local CA's own notAfter (10 years in a new PKI)
+    expect(cert.notAfter.getTime()).toBe(Math.min(cert.notBefore.getTime() + 7300 * DAY, t.pki.local.cert.notAfter.getTime()));
+    expect(cert.notAfter.getTime()).toBe(t.pki.local.cert.notAfter.getTime());
     expect(cert.extensions.get(OID.keyUsage)).toEqual({ critical: true, value: Buffer.from('03020780', 'hex') });
     expect(cert.extensions.get(OID.extKeyUsage)?.critical).toBe(true);
     expect(cert.extensions.get(OID.extKeyUsage)?.value.toString('hex')).toBe('300a06082b06010505070302');

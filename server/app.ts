@@ -12,6 +12,7 @@ import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import type { SignService, SignTrace } from './sign-service.js';
 import { createSignRoute, errorLine, logRequest, logServerError, socketAddress } from './sign-route.js';
+import { createEstRoutes, EST_PREFIX, estErrorHeaders, type EstDeps } from './est/routes.js';
 
 export interface AppDeps {
   signService: SignService;
@@ -26,6 +27,8 @@ export interface AppDeps {
   authHeader?: string;
   /** The CRL the server publishes at GET /crl and /crl.pem. */
   crl?: CrlPublisher;
+  /** EST (RFC 7030) under /.well-known/est/. */
+  est?: Omit<EstDeps, 'signService' | 'store' | 'authHeader' | 'clientAddress'>;
 }
 
 type Env = { Bindings: HttpBindings; Variables: { requestId: string; trace: SignTrace } };
@@ -60,6 +63,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.onError((err, c) => {
     const e = toKilnError(err);
     logServerError(deps.logger, c.get('requestId'), e);
+    if (c.req.path.startsWith(EST_PREFIX)) estErrorHeaders(c, e);
     return plainError(c, e);
   });
   app.notFound((c) => plainError(c, new KilnError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
@@ -98,6 +102,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.header('Content-Type', 'application/x-pem-file');
     return c.body(crl.pem);
   });
+
+  if (deps.est)
+    app.route(
+      '/',
+      createEstRoutes({
+        ...deps.est,
+        signService: deps.signService,
+        store: deps.store,
+        authHeader: deps.authHeader ?? 'OSF-TOKEN',
+        clientAddress: (c) => (c.env?.incoming ? clientAddress(c.env.incoming) : 'unknown'),
+      }),
+    );
 
   return app;
 }

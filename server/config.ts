@@ -31,6 +31,8 @@ export interface ServeConfig {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** The CRL: also written to this file; nextUpdate this many hours after thisUpdate; its URL in new device certificates. */
   readonly crl: { readonly file?: string; readonly periodHours: number; readonly url?: string };
+  /** EST: client certificates issued by these CAs (PEM bundle) authenticate simpleenroll, for the lot the URL names. */
+  readonly estBootstrapCa?: string;
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
   readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
@@ -73,6 +75,7 @@ export const SETTINGS = {
   crlFile: { key: 'crlFile', env: 'KILN_CRL_FILE', flag: '--crl-file' },
   crlPeriodHours: { key: 'crlPeriodHours', env: 'KILN_CRL_PERIOD_HOURS', flag: '--crl-period-hours' },
   crlUrl: { key: 'crlUrl', env: 'KILN_CRL_URL', flag: '--crl-url' },
+  estBootstrapCa: { key: 'estBootstrapCa', env: 'KILN_EST_BOOTSTRAP_CA', flag: '--est-bootstrap-ca' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
   deviceGroup: { key: 'deviceGroup', env: 'KILN_DEVICE_GROUP', flag: '--device-group' },
@@ -264,7 +267,13 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
       periodHours: withDefault(SETTINGS.crlPeriodHours, parseHours, 24),
       url: ((u) => (u ? parseUrlSetting(u.where, String(u.raw), { keepPath: true }) : undefined))(str(SETTINGS.crlUrl)),
     }),
+    estBootstrapCa: str(SETTINGS.estBootstrapCa)?.raw as string | undefined,
   };
+  // a bootstrap certificate is a TLS client certificate: there is none without HTTPS
+  if (config.estBootstrapCa !== undefined && !config.tls)
+    fail(
+      `${str(SETTINGS.estBootstrapCa)!.where} needs HTTPS (--tls-cert and --tls-key): bootstrap certificates are TLS client certificates`,
+    );
   const api = str(SETTINGS.upstreamApi);
   const tokenFile = str(SETTINGS.upstreamTokenFile);
   const group = str(SETTINGS.deviceGroup);

@@ -27,6 +27,10 @@ export interface EnrollmentRequest {
   name: string;
   production: boolean;
   clientAddress: string;
+  /** EST: the lot named in the URL (/.well-known/est/<lot>/) */
+  lotLabel?: string;
+  /** EST: the client authenticated with a bootstrap CA's certificate instead of a token */
+  bootstrap?: boolean;
 }
 
 export interface Admission {
@@ -72,10 +76,22 @@ export function createEnrollmentGate(mode: EnrollmentMode, store: Store, header:
     mode,
     async admit(req, now) {
       const token = req.token?.trim();
-      if (!token) refuse('unauthorized', `an enrollment token is required in the ${header} header`);
-      const lot = await findLot(token!);
-      // says nothing about which lots exist
-      if (!lot) return refuse('unauthorized', 'the enrollment token is not valid');
+      let lot: Lot | undefined;
+      if (token) {
+        lot = await findLot(token);
+        // says nothing about which lots exist
+        if (!lot || (req.lotLabel !== undefined && lot.name !== req.lotLabel))
+          return refuse('unauthorized', 'the enrollment token is not valid');
+      } else if (req.bootstrap) {
+        // a bootstrap CA's certificate stands for the lot the URL names
+        if (req.lotLabel === undefined)
+          return refuse(
+            'unauthorized',
+            'a bootstrap certificate enrolls into the lot named in the URL: /.well-known/est/<lot>/simpleenroll',
+          );
+        lot = await store.getLot(req.lotLabel);
+        if (!lot) return refuse('unauthorized', `no lot named ${req.lotLabel}`);
+      } else return refuse('unauthorized', `an enrollment token is required in the ${header} header`);
       if (lot.revokedAt) refuse('unauthorized', `lot ${lot.name} was revoked: its token no longer enrolls devices`);
       if (lot.expiresAt && lot.expiresAt <= now) refuse('denied', `lot ${lot.name} expired at ${lot.expiresAt.toISOString()}`);
       if (lot.hwidPattern && !hwidMatches(lot.hwidPattern, req.hardwareId))

@@ -1,5 +1,5 @@
 // Composition root: turns a ServeConfig into a running server.
-import { randomBytes, verify } from 'node:crypto';
+import { randomBytes, verify, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type RequestListener, type Server } from 'node:http';
@@ -7,6 +7,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES } from '../pki/factory-pki.js';
+import { pemCertificates } from '../pki/certificate.js';
 import { VERSION } from '../pki/version.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
@@ -78,6 +79,7 @@ export async function selfTest(signer: Signer): Promise<void> {
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
   // everything that can fail on configuration, before anything holds a thread or a file
   const upstreamToken = config.upstream ? readUpstreamToken(config.upstream.tokenFile) : undefined;
+  const bootstrapCas = readBootstrapCas(config.estBootstrapCa);
   const ecdsa = loadNativeEcdsa();
   const signer = await loadCaSigner(config, ecdsa);
   let pki: FactoryPki;
@@ -140,6 +142,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   );
   const listener = createRequestListener({
     crl,
+    est: { ca: pki.local, rootPem: signingFrom(pki).rootPem, bootstrapCas, clock },
     signService,
     store,
     signer,
@@ -148,7 +151,10 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     upstreamState: config.upstream ? () => ({ mode: config.upstream!.mode, ...(worker?.state() ?? { state: 'running' }) }) : undefined,
   });
 
-  const tls = config.tls ? readTls(config.tls) : undefined;
+  // a device renews over EST with its certificate as the TLS client certificate: ask for one, and judge it per route
+  const tls = config.tls
+    ? { ...readTls(config.tls), clientCas: [pki.local.certPem, signingFrom(pki).rootPem, ...bootstrapCas.map((c) => c.toString())] }
+    : undefined;
   // what started before the listeners must stop if one cannot listen, or its timers keep the process alive
   const abandon = async (): Promise<void> => {
     crl.stop();
@@ -213,6 +219,26 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   };
 }
 
+/** The CAs whose certificates may bootstrap an EST enrollment (PEM bundle), read at start-up. */
+function readBootstrapCas(path: string | undefined): X509Certificate[] {
+  if (path === undefined) return [];
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw unreadable('EST bootstrap CA file', path, err);
+  }
+  const cas = pemCertificates(text).map((der) => {
+    try {
+      return new X509Certificate(der);
+    } catch (err) {
+      throw new KilnError('config', `EST bootstrap CA file ${path} holds a certificate that does not parse`, { cause: err });
+    }
+  });
+  if (!cas.length) throw new KilnError('config', `EST bootstrap CA file ${path} holds no PEM certificate`);
+  return cas;
+}
+
 /** The HTTPS certificate chain and key, read at start-up (a missing file is a configuration error). */
 function readTls(t: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
   const read = (what: string, path: string): Buffer => {
@@ -229,12 +255,23 @@ function listen(
   listener: RequestListener,
   at: { host: string; port: number },
   what = '',
-  tls?: { cert: Buffer; key: Buffer },
+  tls?: { cert: Buffer; key: Buffer; clientCas?: string[] },
 ): Promise<Server> {
   return new Promise((resolve, reject) => {
     let server: Server;
     try {
-      server = tls ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, listener) : createServer(listener);
+      server = tls
+        ? createHttpsServer(
+            {
+              cert: tls.cert,
+              key: tls.key,
+              minVersion: 'TLSv1.2',
+              // a client certificate is asked for, never required: /sign and first enrollment go without
+              ...(tls.clientCas ? { requestCert: true, rejectUnauthorized: false, ca: tls.clientCas } : {}),
+            },
+            listener,
+          )
+        : createServer(listener);
     } catch (err) {
       return reject(new KilnError('config', `the TLS certificate and key do not work together: ${(err as Error).message}`, { cause: err }));
     }

@@ -20,6 +20,11 @@ export interface IssuedCertificate {
   keySha256: string;
   /** Token enrollment: the lot that admitted the device (counted against its max-devices when the device is new). */
   lot?: string;
+  /**
+   * Renewal (EST simplereenroll): the serial of the certificate this one replaces. It
+   * must be the device's current, unrevoked certificate; it is recorded as superseded.
+   */
+  renews?: string;
 }
 
 export type LotProduction = 'required' | 'forbidden' | 'any';
@@ -90,9 +95,12 @@ export interface Preauthorization {
 }
 
 /** A certificate as the registry keeps it. */
-export type StoredCertificate = Omit<IssuedCertificate, 'upstreamBody' | 'keySha256' | 'lot'> & {
+export type StoredCertificate = Omit<IssuedCertificate, 'upstreamBody' | 'keySha256' | 'lot' | 'renews'> & {
   revokedAt: Date | null;
   revocationReason: string | null;
+  /** Renewed: the serial of the certificate that replaced this one. */
+  supersededBy: string | null;
+  supersededAt: Date | null;
 };
 
 /** A revoked certificate, as the CRL lists it. */
@@ -205,6 +213,7 @@ export interface Store {
   getDevice(uuid: string): Promise<Device | undefined>;
   listDevices(page: Page): Promise<Device[]>;
   certificatesOf(uuid: string): Promise<StoredCertificate[]>;
+  certificate(serial: string): Promise<StoredCertificate | undefined>;
   /** Adds UUIDs to the deny-list (idempotent); returns the entries. */
   deny(uuids: string[], reason: string, now: Date): Promise<DeniedDevice[]>;
   /** Removes devices and denies their UUIDs; throws 'not_found' (and changes nothing) if one is unknown. */

@@ -51,11 +51,14 @@ export async function startKilnctl(args: string[], env: NodeJS.ProcessEnv = {}):
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = `http://127.0.0.1:${port}`;
+  // HTTPS: the test's fetch does not know the site's root, so the start-up line says when it listens
+  const tls = args.includes('--tls-cert');
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`kilnctl serve exited ${child.exitCode}: ${out}`);
+    if (tls && out.includes('"event":"started"')) break;
     try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
+      if (!tls && (await fetch(`${url}/healthz`)).ok) break;
     } catch {
       /* not yet listening */
     }

@@ -13,13 +13,18 @@ export interface Site {
   db: string;
 }
 
-/** `kilnctl pki init` in a temp dir, then `kilnctl serve` with `args` on it. */
-export async function startSite(args: string[] = []): Promise<Site> {
+/**
+ * `kilnctl pki init` in a temp dir, then `kilnctl serve` with `args` on it; with `tls`,
+ * over HTTPS with the PKI's own server certificate (for 127.0.0.1 and localhost).
+ */
+export async function startSite(args: string[] = [], opts: { tls?: boolean } = {}): Promise<Site> {
   const work = tempDir();
   const pkiDir = join(work, 'pki');
   const db = `sqlite:${join(work, 'kiln.db')}`;
-  expect(kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test']).code).toBe(0);
-  return { server: await startKilnctl(['--pki-dir', pkiDir, '--db', db, ...args]), work, pkiDir, db };
+  const server = opts.tls ? ['--server-dns', 'localhost', '--server-ip', '127.0.0.1'] : [];
+  expect(kilnctl(['pki', 'init', '--dir', pkiDir, '--factory', FACTORY, '--gateway-dns', 'gw.acme.test', ...server]).code).toBe(0);
+  const tls = opts.tls ? ['--tls-cert', join(pkiDir, 'server.pem'), '--tls-key', join(pkiDir, 'server.key')] : [];
+  return { server: await startKilnctl(['--pki-dir', pkiDir, '--db', db, ...tls, ...args]), work, pkiDir, db };
 }
 
 /** POST /sign of a new device; expects 201 and returns its UUID and certificate. */

@@ -30,6 +30,7 @@ export type RecordRow = [
   keySha256: string,
   rekeyAllowed: 0 | 1,
   lot: string | null,
+  renews: string | null,
 ];
 
 export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow => [
@@ -50,7 +51,10 @@ export const toRecordRow = (c: IssuedCertificate, o: RecordOptions): RecordRow =
   c.keySha256,
   o.rekey === 'allow' ? 1 : 0,
   c.lot ?? null,
+  c.renews ?? null,
 ];
+
+type Decision = KilnError | Repeat | 'rekey' | 'admit' | 'renew' | undefined;
 
 /** Per item: undefined when committed, a Repeat when the device already has this key's certificate, else the refusal. */
 export type RecordOutcome = KilnError | Repeat | undefined;
@@ -76,6 +80,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
       'SELECT revoked_at AS revoked, expires_at AS expires, max_devices AS max, admitted FROM lots WHERE name = ?',
     ),
     admit: sqlite.prepare('UPDATE lots SET admitted = admitted + 1 WHERE name = ?'),
+    renewed: sqlite.prepare<[string], { revoked: number | null }>('SELECT revoked_at AS revoked FROM certificates WHERE serial = ?'),
+    supersede: sqlite.prepare('UPDATE certificates SET superseded_by = ?, superseded_at = ? WHERE serial = ?'),
     serialTaken: sqlite.prepare<[string], { one: number }>('SELECT 1 AS one FROM certificates WHERE serial = ?'),
     insertCert: sqlite.prepare(
       `INSERT INTO certificates (serial, uuid, subject, hardware_id, name, production, not_before, not_after, pem, issued_at, client_address, request_id)
@@ -99,7 +105,29 @@ export function createRecorder(sqlite: Database.Database): Recorder {
    * (the device already has this key's certificate: a lost 201, a retry), 'rekey'
    * (a new key an operator allowed, to be used up by the write), or undefined.
    */
-  const decide = (r: RecordRow): KilnError | Repeat | 'rekey' | 'admit' | undefined => {
+  /**
+   * A renewal, authenticated by the certificate it renews: that certificate must still be
+   * the device's current one and unrevoked (a new key needs no operator). A retry of a
+   * renewal whose answer was lost (the current certificate already has this key and
+   * replaced the one presented) is answered with that certificate.
+   */
+  const decideRenewal = (r: RecordRow, renews: string, device: { serial: string; key: string | null } | undefined): Decision => {
+    const uuid = r[1];
+    if (!device) return new KilnError('denied', `device ${uuid} is not registered`);
+    if (device.serial !== renews) {
+      const current = hot.current.get(device.serial);
+      if (device.key === r[14] && current && current.subject === r[2])
+        return { serial: device.serial, pem: current.pem, delivery: current.delivery };
+      return new KilnError('denied', `certificate ${renews} was replaced by ${device.serial}: renew with the current certificate`);
+    }
+    const old = hot.renewed.get(renews);
+    if (!old) return new KilnError('denied', `certificate ${renews} is not in the registry`);
+    if (old.revoked !== null) return new KilnError('denied', `certificate ${renews} is revoked`);
+    if (hot.serialTaken.get(r[0])) return new KilnError('conflict', `serial ${r[0]} is already used (renewal with UUID serials)`);
+    return 'renew';
+  };
+
+  const decide = (r: RecordRow): Decision => {
     const [serial, uuid] = r;
     if (hot.denied.get(uuid)) return new KilnError('denied', `device ${uuid} is on the deny-list`);
     const device = hot.device.get(uuid);
@@ -117,6 +145,8 @@ export function createRecorder(sqlite: Database.Database): Recorder {
         return new KilnError('denied', `lot ${lotName} is full: ${lot.admitted} of ${lot.max} devices enrolled`);
       admit = !device;
     }
+    const renews = r[17];
+    if (renews !== null) return decideRenewal(r, renews, device);
     let rekey = false;
     if (device) {
       const sameKey = device.key === r[14];
@@ -167,8 +197,9 @@ export function createRecorder(sqlite: Database.Database): Recorder {
   /** Carries out a decision: writes the record, or counts the repeat; returns the outcome. */
   const apply = (r: RecordRow, d: ReturnType<typeof decide>): RecordOutcome => {
     if (d instanceof KilnError) return d;
-    if (d === undefined || d === 'rekey' || d === 'admit') {
+    if (d === undefined || d === 'rekey' || d === 'admit' || d === 'renew') {
       write(r);
+      if (d === 'renew') hot.supersede.run(r[0], r[9], r[17]);
       if (d === 'rekey') hot.useAllowance.run(r[9], r[0], r[1]);
       // a new device of a lot: counted here, in the transaction that records it, so N never becomes N+1
       if (d === 'admit') hot.admit.run(r[16]);

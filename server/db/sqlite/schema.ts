@@ -18,6 +18,9 @@ export const certificates = sqliteTable(
     /** Revocation: when, and the RFC 5280 reason; null while the certificate is good */
     revokedAt: integer('revoked_at', { mode: 'timestamp_ms' }),
     revocationReason: text('revocation_reason'),
+    /** Renewal (EST simplereenroll): the certificate that replaced this one, and when */
+    supersededBy: text('superseded_by'),
+    supersededAt: integer('superseded_at', { mode: 'timestamp_ms' }),
   },
   (t) => [index('certificates_uuid_idx').on(t.uuid, t.issuedAt), index('certificates_revoked_idx').on(t.revokedAt)],
 );

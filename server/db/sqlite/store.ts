@@ -267,6 +267,9 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     async certificatesOf(uuid) {
       return db.select().from(certificates).where(eq(certificates.uuid, uuid)).orderBy(desc(certificates.issuedAt)).all();
     },
+    async certificate(serial) {
+      return db.select().from(certificates).where(eq(certificates.serial, serial)).get();
+    },
     async deny(uuids, reason, now) {
       return deny(uuids, reason, now);
     },

@@ -35,6 +35,7 @@ const row = (): RecordRow => {
     randomUUID(),
     1,
     null,
+    null,
   ];
 };
 
