@@ -9,6 +9,7 @@ import { generatePkcs11Key } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
 import type { Signer } from '../pki/signer.js';
 import { formatName } from '../pki/name.js';
+import { caExpiryWarning } from '../pki/profiles.js';
 import { assertNoPki, readFactoryCerts, writeFactoryPki } from '../server/pki-dir.js';
 import type { ParsedCertificate } from '../pki/certificate.js';
 import { CONFIG_ENV, DEFAULTS, SETTINGS } from '../server/config.js';
@@ -148,7 +149,14 @@ export function addPkiCommands(program: Command, env: NodeJS.ProcessEnv): void {
           hsm: name === PKI_FILES.localKey && hsmKey ? hsmKey : null,
         };
       });
-      const info = { dir, factory: p.factory, certificates: certs.map(([f, c]) => describe(f, c)), keys };
+      const warning = caExpiryWarning(p.local.notAfter, site.validityDays, new Date());
+      const info = {
+        dir,
+        factory: p.factory,
+        certificates: certs.map(([f, c]) => describe(f, c)),
+        keys,
+        warnings: warning ? [warning] : [],
+      };
       printResult(!!o.json, info, () => renderShow(info));
     });
 }
@@ -171,6 +179,7 @@ function renderShow(info: {
   factory: string;
   certificates: ReturnType<typeof describe>[];
   keys: { file: string; present: boolean; mode: string | null; hsm: string | null }[];
+  warnings: string[];
 }): string {
   const lines = [`Factory: ${info.factory}`, `Directory: ${info.dir}`, ''];
   for (const c of info.certificates) {
@@ -186,5 +195,6 @@ function renderShow(info: {
   };
   for (const k of info.keys)
     lines.push(`  ${k.file}: ${k.hsm ? `in an HSM: ${k.hsm}` : k.present ? `present, mode ${k.mode}` : absent[k.file]}`);
+  for (const w of info.warnings) lines.push('', `Warning: ${w}`);
   return lines.join('\n') + '\n';
 }

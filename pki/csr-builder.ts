@@ -7,7 +7,8 @@ import { OID } from './oids.js';
 import { createKeySigner, type Signer } from './signer.js';
 
 export interface CsrInput {
-  subject: NameAttribute[];
+  /** The subject's attributes, or its DER as it stands in a certificate (a renewal keeps it byte for byte). */
+  subject: NameAttribute[] | Uint8Array;
   /** A private key, or any signer (an HSM key). */
   key: KeyObject | Signer;
   /** Encoded Extension elements to request. */
@@ -30,7 +31,8 @@ export async function createCsr(input: CsrInput): Promise<Buffer> {
   const signer = 'sign' in input.key ? input.key : createKeySigner(input.key);
   const exts = input.extensions ?? [];
   const attributes = exts.length ? [seq(oid(OID.extensionRequest), set(seq(...exts)))] : [];
-  const info = seq(uint(0), encodeName(input.subject), signer.spkiDer, explicit(0, ...attributes));
+  const subject = input.subject instanceof Uint8Array ? input.subject : encodeName(input.subject);
+  const info = seq(uint(0), subject, signer.spkiDer, explicit(0, ...attributes));
   const signature = await signer.sign(info);
   return seq(info, signer.algorithm.der, bitString(signature));
 }

@@ -4,7 +4,8 @@ import { makePkiDir } from '../test/helpers/pki.js';
 import { pemCertificates } from './certificate.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { certsOnlyPkcs7, readCertsOnlyPkcs7 } from './pkcs7.js';
+import { certsOnlyPkcs7 } from './pkcs7-build.js';
+import { readCertsOnlyPkcs7 } from './pkcs7.js';
 
 describe('certs-only PKCS#7', () => {
   it('ok/openssl reads what pkijs builds, in order; the DER reader reads it back', async () => {

@@ -46,6 +46,17 @@ function sharedDeviceExtensions(ca: Ca, crlUrl?: string): Buffer[] {
   return shared.exts;
 }
 
+/**
+ * A device certificate issued now would outlive the CA that signs it: it is cut to the
+ * CA's notAfter. Says so (and when) for pki show, /healthz and the start-up log.
+ */
+export function caExpiryWarning(caNotAfter: Date, validityDays: number, now: Date): string | undefined {
+  if (caNotAfter.getTime() >= addDays(now, validityDays).getTime()) return undefined;
+  if (caNotAfter <= now) return `the local CA expired at ${caNotAfter.toISOString()}: no device certificate it signs is valid`;
+  const days = Math.floor((caNotAfter.getTime() - now.getTime()) / DAY_MS);
+  return `the local CA expires at ${caNotAfter.toISOString()} (in ${days} days), within the device validity of ${validityDays} days: new device certificates end with it; renew the local CA before then`;
+}
+
 /** The device certificate template (contract §4 plus a subjectKeyIdentifier). */
 export function deviceTemplate(p: DeviceIssue): CertificateTemplate {
   const notBefore = wholeSeconds(p.notBefore);

@@ -27,6 +27,8 @@ export interface AppDeps {
   authHeader?: string;
   /** The CRL the server publishes at GET /crl and /crl.pem. */
   crl?: CrlPublisher;
+  /** The local CA's notAfter, and a warning when device certificates would outlive it. */
+  caState?: () => { not_after: string; warning?: string };
   /** EST (RFC 7030) under /.well-known/est/. */
   est?: Omit<EstDeps, 'signService' | 'store' | 'authHeader' | 'clientAddress'>;
 }
@@ -81,7 +83,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const ok = db === 'ok' && key.state === 'ready';
     const upstream = deps.upstreamState?.();
     const crl = deps.crl?.state();
-    return c.json({ status: ok ? 'ok' : 'degraded', db, key, ...(upstream ? { upstream } : {}), ...(crl ? { crl } : {}) }, ok ? 200 : 503);
+    const ca = deps.caState?.();
+    return c.json(
+      { status: ok ? 'ok' : 'degraded', db, key, ...(ca ? { ca } : {}), ...(upstream ? { upstream } : {}), ...(crl ? { crl } : {}) },
+      ok ? 200 : 503,
+    );
   });
 
   // the CRL of the local CA (RFC 5280 v2): DER for gateways and clients, PEM for people and files

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { KilnError, unreadable } from '../pki/errors.js';
 import { PKI_FILES } from '../pki/factory-pki.js';
 import { pemCertificates } from '../pki/certificate.js';
+import { caExpiryWarning } from '../pki/profiles.js';
 import { VERSION } from '../pki/version.js';
 import { openPkcs11Signer } from '../pki/pkcs11/open.js';
 import { isPkcs11Uri } from '../pki/pkcs11/uri.js';
@@ -140,8 +141,13 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     { store, ca: pki.local, logger, clock },
     { periodMs: config.crl.periodHours * 3_600_000, file: config.crl.file },
   );
+  const caState = (): { not_after: string; warning?: string } => {
+    const warning = caExpiryWarning(pki.local.cert.notAfter, config.validityDays, clock());
+    return { not_after: pki.local.cert.notAfter.toISOString(), ...(warning ? { warning } : {}) };
+  };
   const listener = createRequestListener({
     crl,
+    caState,
     est: { ca: pki.local, rootPem: signingFrom(pki).rootPem, bootstrapCas, clock },
     signService,
     store,
@@ -197,6 +203,8 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     // the SQLite writer thread's WAL write buffer (native/walbuf.c)
     wal_buffer: config.db.kind === 'sqlite' && walBufferBuilt(),
   });
+  const caWarning = caState().warning;
+  if (caWarning) logger.warn('ca_expiring', { detail: caWarning });
   if (config.enrollment === 'open')
     logger.warn('enrollment_open', {
       detail:

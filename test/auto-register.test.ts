@@ -1,12 +1,12 @@
 // The first-boot script under dash, its systemd unit, and shellcheck.
-import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsrPem } from '../pki/csr.js';
 import { nameValue } from '../pki/name.js';
 import { OID } from '../pki/oids.js';
 import { FACTORY, tempDir } from './helpers/pki.js';
-import { kilnctl, ROOT, run, runAsync, startKilnctl, type ServerProcess } from './helpers/proc.js';
+import { kilnctl, ROOT, run, runAsync, startKilnctl, systemdRoot, type ServerProcess } from './helpers/proc.js';
 import { startStandIn, type StandIn } from './helpers/stand-in.js';
 
 const SCRIPT = join(ROOT, 'scripts/device-auto-register');
@@ -71,13 +71,7 @@ describe('static checks', () => {
   });
 
   it('systemd-analyze verify passes on the unit, installed in a root with the script', () => {
-    const root = tempDir('kiln-unit-');
-    mkdirSync(join(root, 'usr/bin'), { recursive: true });
-    mkdirSync(join(root, 'etc/systemd/system'), { recursive: true });
-    mkdirSync(join(root, 'usr/lib/systemd'), { recursive: true });
-    cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
-    cpSync(SCRIPT, join(root, 'usr/bin/device-auto-register'));
-    cpSync(UNIT, join(root, 'etc/systemd/system/device-auto-register.service'));
+    const root = systemdRoot({ 'usr/bin/device-auto-register': SCRIPT, 'etc/systemd/system/device-auto-register.service': UNIT });
     const r = run('systemd-analyze', ['verify', `--root=${root}`, 'device-auto-register.service']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

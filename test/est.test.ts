@@ -164,6 +164,19 @@ describe('EST: cacerts and csrattrs', () => {
   });
 });
 
+describe('device validity and the CA', () => {
+  it("ok/certificates end at the local CA's notAfter; /healthz and pki show warn that it ends within the validity", () => {
+    const d = enrolled();
+    const notAfter = (file: string): string => ok(run('openssl', ['x509', '-in', file, '-noout', '-enddate'])).stdout;
+    // the default validity (7300 days) is longer than the new local CA's 10 years
+    expect(notAfter(d.cert)).toBe(notAfter(join(site.pkiDir, 'local-ca.pem')));
+    const health = JSON.parse(curl('/healthz').body) as { ca: { not_after: string; warning?: string } };
+    expect(health.ca.warning).toMatch(/^the local CA expires at .* within the device validity of 7300 days/);
+    expect(ok(kilnctl(['pki', 'show', '--dir', site.pkiDir])).stdout).toMatch(/^Warning: the local CA expires at /m);
+    expect(site.server.logs()).toMatch(/"event":"ca_expiring"/);
+  });
+});
+
 describe('EST: strongSwan pki --est', () => {
   it('ok/enrolls with a token (Basic password) and re-enrolls with its certificate and a new key', () => {
     const uuid = randomUUID();

@@ -1,25 +1,17 @@
 // What an operator installing a server gets: a hardened systemd unit and an example
 // configuration with every key.
-import { cpSync, mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseServeConfig, SETTINGS } from '../server/config.js';
-import { tempDir } from './helpers/pki.js';
-import { ROOT, run } from './helpers/proc.js';
+import { ROOT, run, systemdRoot } from './helpers/proc.js';
 
 const UNIT = join(ROOT, 'scripts/systemd/kiln.service');
 const EXAMPLE = join(ROOT, 'docs/kiln.example.json');
 
 /** A root directory with the unit installed and kilnctl where the unit expects it. */
 function installedRoot(): string {
-  const root = tempDir('kiln-server-unit-');
-  mkdirSync(join(root, 'opt/kiln/bin'), { recursive: true });
-  mkdirSync(join(root, 'etc/systemd/system'), { recursive: true });
-  mkdirSync(join(root, 'usr/lib/systemd'), { recursive: true });
-  cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
-  cpSync(join(ROOT, 'bin/kilnctl'), join(root, 'opt/kiln/bin/kilnctl'));
-  cpSync(UNIT, join(root, 'etc/systemd/system/kiln.service'));
-  return root;
+  return systemdRoot({ 'opt/kiln/bin/kilnctl': join(ROOT, 'bin/kilnctl'), 'etc/systemd/system/kiln.service': UNIT });
 }
 
 describe('the server unit', () => {

@@ -107,11 +107,16 @@ describe('meta-kiln layer', () => {
       'recipes/recipes-kiln/kiln-device-auto-register/files/device-auto-register.service',
     );
     same('scripts/device-auto-register', 'meta-overrides/recipes-sota/lmp-device-auto-register/files/device-auto-register');
+    for (const f of ['kiln-renew', 'systemd/kiln-renew.service', 'systemd/kiln-renew.timer'])
+      same(`scripts/${f}`, `recipes/recipes-kiln/kiln-renew/files/${f.replace('systemd/', '')}`);
   });
 
   it('shellcheck -s sh passes on every shell script the layers ship', () => {
-    const scripts = [...walk(LAYER, /^(device-auto-register|device-register\.sh)$/), ...walk(OVERRIDES, /^device-auto-register$/)];
-    expect(scripts.length).toBe(3);
+    const scripts = [
+      ...walk(LAYER, /^(device-auto-register|device-register\.sh|kiln-renew)$/),
+      ...walk(OVERRIDES, /^device-auto-register$/),
+    ];
+    expect(scripts.length).toBe(4);
     const r = run('shellcheck', ['-s', 'sh', ...scripts]);
     expect(r.stdout + r.stderr).toBe('');
   });

@@ -18,6 +18,8 @@ interface Call {
   timeoutMs: number;
   /** CA certificates (PEM) to verify an https server against, instead of the system's */
   ca?: Buffer;
+  /** TLS client authentication: the device's certificate and key (PEM) */
+  client?: { cert: string; key: string };
 }
 
 function call(url: string, c: Call): Promise<SignAnswer> {
@@ -26,7 +28,8 @@ function call(url: string, c: Call): Promise<SignAnswer> {
     const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
     const headers: Record<string, string | number> = { ...c.headers };
     if (c.body !== undefined) headers['Content-Length'] = Buffer.byteLength(c.body);
-    const req = send(u, { method: c.method, headers, timeout: c.timeoutMs, ...(c.ca ? { ca: c.ca } : {}) }, (res) => {
+    const tls = { ...(c.ca ? { ca: c.ca } : {}), ...(c.client ?? {}) };
+    const req = send(u, { method: c.method, headers, timeout: c.timeoutMs, ...tls }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (d: Buffer) => {
@@ -56,6 +59,17 @@ export async function checkReachable(url: string, timeoutMs: number, ca?: Buffer
 
 export function postSign(url: string, body: string, headers: Record<string, string>, timeoutMs: number, ca?: Buffer): Promise<SignAnswer> {
   return call(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body, timeoutMs, ca });
+}
+
+/** EST simplereenroll (RFC 7030 §4.2.2): a base64 PKCS#10, authenticated by the current certificate. */
+export function postReenroll(
+  url: string,
+  csrBase64: string,
+  client: { cert: string; key: string },
+  timeoutMs: number,
+  ca?: Buffer,
+): Promise<SignAnswer> {
+  return call(url, { method: 'POST', headers: { 'Content-Type': 'application/pkcs10' }, body: csrBase64, timeoutMs, ca, client });
 }
 
 /** The server's reason, made safe to print on one line. */

@@ -16,6 +16,8 @@ import { helpText, osReleasePath, parseArgs, parseOsRelease, resolveOptions, typ
 import { clearPending, readPending, savePending } from './pending.js';
 import { buildSignBody } from './request.js';
 import { VERSION } from '../../pki/version.js';
+import { renewMain } from './renew.js';
+import { runHooks } from './hooks.js';
 
 const KEY_FILE = 'pkey.pem';
 
@@ -38,6 +40,15 @@ function readToken(path: string): string {
   }
 }
 
+/** HSM_PIN= and HSM_SOPIN= lines of a PIN file (0600, written once per device). */
+function readPins(path: string): Record<string, string> {
+  try {
+    return parseOsRelease(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw unreadable('the HSM PIN file', path, err);
+  }
+}
+
 function readCaFile(path: string): Buffer {
   try {
     return readFileSync(path);
@@ -55,11 +66,18 @@ function startDaemon(command: string): Promise<void> {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: string) => void): Promise<number> {
+  if (argv[0] === 'renew') return renewMain(argv.slice(1), env, say);
   const raw = parseArgs(argv);
   if (raw.help) return (say(helpText()), 0);
   if (raw.version) return (say(`device-register ${VERSION}\n`), 0);
   const o = resolveOptions(raw, env, readOsRelease(osReleasePath(raw)));
   if (o.apiTokenFile) o.apiToken = readToken(o.apiTokenFile);
+  if (o.hsmPinsFile) {
+    const pins = readPins(o.hsmPinsFile);
+    o.hsmPin ??= pins.HSM_PIN;
+    o.hsmSoPin ??= pins.HSM_SOPIN || undefined;
+    if (!o.hsmPin) throw new KilnError('config', `${o.hsmPinsFile} has no HSM_PIN= line`);
+  }
   if (o.deviceApiDefaulted) process.stderr.write(`device-register: ${DEFAULT_API_NOTE(o.deviceApi)}\n`);
 
   if (!o.force && ['sql.db', 'client.pem'].some((f) => existsSync(join(o.sotaDir, f)))) {
@@ -106,6 +124,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   }
   clearPending(o.sotaDir);
   say(`Device ${o.uuid} (${o.name}) is now registered${o.production ? ' as a production device' : ''}.\n`);
+  let serial = '';
+  try {
+    serial = parseCertificatePem(readFileSync(join(o.sotaDir, 'client.pem'), 'utf8')).serialHex;
+  } catch {
+    /* the hooks get an empty serial rather than no hooks */
+  }
+  runHooks(o.hooksDir, { event: 'register', uuid: o.uuid, sotaDir: o.sotaDir, serial }, (l) =>
+    process.stderr.write(`device-register: ${l}\n`),
+  );
   if (o.startDaemon) await startDaemon(o.startDaemonCommand);
   return 0;
 }

@@ -29,6 +29,10 @@ export interface Options {
   hsmModule?: string;
   hsmPin?: string;
   hsmSoPin?: string;
+  /** KEY=value file with HSM_PIN (and HSM_SOPIN): keeps the PINs out of ps */
+  hsmPinsFile?: string;
+  /** post-registration hooks */
+  hooksDir: string;
   deviceApi: string;
   /** Command that starts the update client (tests point it elsewhere). */
   startDaemonCommand: string;
@@ -71,6 +75,18 @@ const SPECS: Spec[] = [
   { key: 'hsmModule', long: 'hsm-module', short: 'm', kind: 'string', help: 'PKCS#11 module for an HSM-held key' },
   { key: 'hsmPin', long: 'hsm-pin', short: 'P', kind: 'string', help: 'HSM user PIN' },
   { key: 'hsmSoPin', long: 'hsm-so-pin', short: 'S', kind: 'string', help: 'HSM security officer PIN' },
+  {
+    key: 'hsmPinsFile',
+    long: 'hsm-pins-file',
+    kind: 'string',
+    help: 'read HSM_PIN and HSM_SOPIN (KEY=value lines) from this file (keeps them out of ps)',
+  },
+  {
+    key: 'hooksDir',
+    long: 'hooks-dir',
+    kind: 'string',
+    help: 'run the executables here after registering (default /etc/kiln/post-register.d)',
+  },
   { key: 'osRelease', long: 'os-release', kind: 'string', help: 'os-release file to read defaults from (default /etc/os-release)' },
   {
     key: 'startDaemonCommand',
@@ -132,7 +148,7 @@ export function helpText(): string {
     const flags = `${s.short ? `-${s.short}, ` : '    '}--${s.long}${s.kind === 'string' ? ' VALUE' : ' [0|1]'}`;
     return `  ${flags.padEnd(34)} ${s.help}`;
   });
-  return `Usage: device-register [options]\n\nRegisters this device with a factory registration server (DEVICE_API).\n\n${lines.join('\n')}\n\nEnvironment: DEVICE_API (default ${DEFAULT_DEVICE_API}), PRODUCTION, DEVICE_FACTORY.\n\nExit codes: 0 registered, 64 usage, 65 refused or a bad answer, 69 registered but the update client did not start,\n74 the device files could not be written, 75 temporary (network, 5xx: retry), 77 refused with 401/403, 78 configuration.\n`;
+  return `Usage: device-register [options]\n       device-register renew [options]   (renew the certificate over EST: device-register renew --help)\n\nRegisters this device with a factory registration server (DEVICE_API).\n\n${lines.join('\n')}\n\nEnvironment: DEVICE_API (default ${DEFAULT_DEVICE_API}), PRODUCTION, DEVICE_FACTORY.\n\nExit codes: 0 registered, 64 usage, 65 refused or a bad answer, 69 registered but the update client did not start,\n74 the device files could not be written, 75 temporary (network, 5xx: retry), 77 refused with 401/403, 78 configuration.\n`;
 }
 
 /** KEY=value pairs of an os-release file (quotes removed). */
@@ -173,8 +189,10 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
   }
   const sotaDir = (str('sotaDir') ?? '/var/sota').replace(/(.)\/+$/, '$1');
   if (!sotaDir.startsWith('/')) throw usage('--sota-dir must be an absolute path');
-  if (str('hsmModule') !== undefined && str('hsmPin') === undefined) throw usage('--hsm-module needs the user PIN (-P/--hsm-pin)');
-  if (str('hsmModule') === undefined && (str('hsmPin') ?? str('hsmSoPin')) !== undefined) throw usage('-P/-S need --hsm-module (-m)');
+  const pinGiven = str('hsmPin') !== undefined || str('hsmPinsFile') !== undefined;
+  if (str('hsmModule') !== undefined && !pinGiven) throw usage('--hsm-module needs the user PIN (--hsm-pins-file, or -P/--hsm-pin)');
+  if (str('hsmModule') === undefined && (str('hsmPin') ?? str('hsmSoPin') ?? str('hsmPinsFile')) !== undefined)
+    throw usage('-P/-S/--hsm-pins-file need --hsm-module (-m)');
   return {
     deviceApiDefaulted: !env.DEVICE_API,
     caFile: str('caFile'),
@@ -197,6 +215,8 @@ export function resolveOptions(raw: RawOptions, env: NodeJS.ProcessEnv, osReleas
     hsmModule: str('hsmModule'),
     hsmPin: str('hsmPin'),
     hsmSoPin: str('hsmSoPin'),
+    hsmPinsFile: str('hsmPinsFile'),
+    hooksDir: str('hooksDir') ?? '/etc/kiln/post-register.d',
     deviceApi,
     startDaemonCommand: str('startDaemonCommand') ?? 'systemctl start aktualizr-lite',
     timeoutMs: timeout * 1000,

@@ -3,7 +3,7 @@
 import { oid, seq, set } from '../../pki/der.js';
 import { KilnError } from '../../pki/errors.js';
 import { OID } from '../../pki/oids.js';
-import { certsOnlyPkcs7 } from '../../pki/pkcs7.js';
+import { certsOnlyPkcs7 } from '../../pki/pkcs7-build.js';
 
 export const PKCS7_TYPE = 'application/pkcs7-mime; smime-type=certs-only';
 export const CSRATTRS_TYPE = 'application/csrattrs';

@@ -1,7 +1,9 @@
 // Running Kiln's CLIs and openssl as real processes.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { cpSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(fileURLToPath(import.meta.url), '../../..');
@@ -97,3 +99,18 @@ export function runAsync(cmd: string, args: string[], opts: { env?: NodeJS.Proce
 /** kilnctl without blocking the event loop (when the test process serves what it talks to). */
 export const kilnctlAsync = (args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Run> =>
   runAsync(KILNCTL, args, opts);
+
+/**
+ * A root for `systemd-analyze verify --root`: the system's own units, plus the given
+ * files (path inside the root → source file) such as a unit and the program it starts.
+ */
+export function systemdRoot(files: Record<string, string>): string {
+  const root = mkdtempSync(join(tmpdir(), 'kiln-unit-'));
+  mkdirSync(join(root, 'usr/lib/systemd'), { recursive: true });
+  cpSync('/lib/systemd/system', join(root, 'usr/lib/systemd/system'), { recursive: true });
+  for (const [inside, source] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, inside)), { recursive: true });
+    cpSync(source, join(root, inside));
+  }
+  return root;
+}
