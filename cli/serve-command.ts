@@ -37,6 +37,11 @@ export function addServeCommand(program: Command, env: NodeJS.ProcessEnv): void 
     .option('--crl-period-hours <n>', "the CRL's nextUpdate, hours after its thisUpdate (default 24); renewed at half")
     .option('--crl-url <url>', "the CRL's URL, put into new device certificates (cRLDistributionPoints)")
     .option('--est-bootstrap-ca <file>', "EST: TLS client certificates from these CAs (PEM) may simpleenroll into the URL's lot")
+    .option('--metrics <bool>', 'Prometheus metrics at GET /metrics (default true)')
+    .option('--max-in-flight <n>', '/sign requests served at once; past it 503 with Retry-After (default 1024; 0: no bound)')
+    .option('--rate-limit <n>', '/sign requests per second per client address; past it 429 with Retry-After (default 0: off)')
+    .option('--min-free-mb <n>', '/readyz fails with less free disk where the registry is (default 64)')
+    .option('--ca-expiry-margin-days <n>', '/readyz fails when the local CA expires within this many days (default 30)')
     .option('--log-level <level>', 'error, warn or info (default info: a line per request)')
     .addHelpText('after', serveHelpFooter())
     .action(async (opts: Record<string, string | boolean | undefined>) => {

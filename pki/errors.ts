@@ -20,6 +20,8 @@ export const ERROR_TABLE = {
   unauthorized: { http: 401, exit: 77 },
   conflict: { http: 409, exit: 65 },
   too_large: { http: 413, exit: 65 },
+  /** too many requests from one client address: retry after the Retry-After seconds */
+  rate_limited: { http: 429, exit: 75 },
   unsupported_media_type: { http: 415, exit: 65 },
   unavailable: { http: 503, exit: 69 },
   io: { http: 503, exit: 74 },

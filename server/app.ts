@@ -13,6 +13,17 @@ import type { Logger } from './logger.js';
 import type { SignService, SignTrace } from './sign-service.js';
 import { createSignRoute, errorLine, logRequest, logServerError, socketAddress } from './sign-route.js';
 import { createEstRoutes, EST_PREFIX, estErrorHeaders, type EstDeps } from './est/routes.js';
+import type { Metrics, Route } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
+import type { Readiness } from './readiness.js';
+
+/** The EST routes that register a device, as metrics name them. */
+function estRoute(path: string): Route | undefined {
+  if (!path.startsWith(EST_PREFIX)) return undefined;
+  if (path.endsWith('/simpleenroll')) return 'est_enroll';
+  if (path.endsWith('/simplereenroll')) return 'est_reenroll';
+  return undefined;
+}
 
 export interface AppDeps {
   signService: SignService;
@@ -29,6 +40,13 @@ export interface AppDeps {
   crl?: CrlPublisher;
   /** The local CA's notAfter, and a warning when device certificates would outlive it. */
   caState?: () => { not_after: string; warning?: string };
+  /** Prometheus metrics at GET /metrics, counted on /sign and EST. */
+  metrics?: Metrics;
+  /** GET /readyz. */
+  readiness?: Readiness;
+  /** /sign: requests served at once (503 past it) and a per-address rate (429 past it). */
+  maxInFlight?: number;
+  rateLimiter?: RateLimiter;
   /** EST (RFC 7030) under /.well-known/est/. */
   est?: Omit<EstDeps, 'signService' | 'store' | 'authHeader' | 'clientAddress'>;
 }
@@ -60,6 +78,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.header('X-Request-Id', requestId);
     const client = c.env?.incoming ? clientAddress(c.env.incoming) : 'unknown';
     logRequest(deps.logger, { requestId, method: c.req.method, path: c.req.path, status: c.res.status, started, client, trace });
+    const route = deps.metrics && estRoute(c.req.path);
+    if (route) deps.metrics!.request(route, c.res.status, trace.code, (performance.now() - started) / 1000, trace);
   });
 
   app.onError((err, c) => {
@@ -86,8 +106,23 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const ca = deps.caState?.();
     return c.json(
       { status: ok ? 'ok' : 'degraded', db, key, ...(ca ? { ca } : {}), ...(upstream ? { upstream } : {}), ...(crl ? { crl } : {}) },
-      ok ? 200 : 503,
+      // liveness: the process serves; whether it may take registrations is /readyz
+      200,
     );
+  });
+
+  // readiness: each check named; the details (paths, key states) are on the admin listener's /api/v1/readyz
+  app.get('/readyz', async (c) => {
+    if (!deps.readiness) return c.json({ status: 'ready', checks: {} });
+    const r = await deps.readiness.check();
+    const checks = Object.fromEntries(r.checks.map((k) => [k.name, k.ok ? 'ok' : 'failing']));
+    return c.json({ status: r.ok ? 'ready' : 'not_ready', checks }, r.ok ? 200 : 503);
+  });
+
+  app.get('/metrics', async (c) => {
+    if (!deps.metrics) throw new KilnError('not_found', 'metrics are off (--metrics false)');
+    c.header('Content-Type', deps.metrics.registry.contentType);
+    return c.body(await deps.metrics.registry.metrics());
   });
 
   // the CRL of the local CA (RFC 5280 v2): DER for gateways and clients, PEM for people and files
@@ -127,5 +162,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
 function plainError(c: Context<Env>, e: KilnError): Response {
   const line = errorLine(e);
   c.get('trace').reason = line.trimEnd();
+  c.get('trace').code = e.code;
   return c.text(line, e.httpStatus as 400);
 }

@@ -25,6 +25,12 @@ describe('parseServeConfig', () => {
       enrollment: 'open',
       authHeader: 'OSF-TOKEN',
       upstream: undefined,
+      estBootstrapCa: undefined,
+      metrics: true,
+      maxInFlight: 1024,
+      rateLimit: 0,
+      minFreeMb: 64,
+      caExpiryMarginDays: 30,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });

@@ -33,6 +33,16 @@ export interface ServeConfig {
   readonly crl: { readonly file?: string; readonly periodHours: number; readonly url?: string };
   /** EST: client certificates issued by these CAs (PEM bundle) authenticate simpleenroll, for the lot the URL names. */
   readonly estBootstrapCa?: string;
+  /** Prometheus metrics at GET /metrics. */
+  readonly metrics: boolean;
+  /** /sign requests served at once; past it, 503 with Retry-After (0: no bound). */
+  readonly maxInFlight: number;
+  /** /sign requests per second per client address; past it, 429 with Retry-After (0: off). */
+  readonly rateLimit: number;
+  /** /readyz fails with less free space than this where the registry is. */
+  readonly minFreeMb: number;
+  /** /readyz fails when the local CA expires within this many days. */
+  readonly caExpiryMarginDays: number;
   /** Lowest level of log line written: error, warn or info (each request is an info line). */
   readonly logLevel: LogLevel;
   /** Partially detached mode, when an upstream API is configured. */
@@ -76,6 +86,11 @@ export const SETTINGS = {
   crlPeriodHours: { key: 'crlPeriodHours', env: 'KILN_CRL_PERIOD_HOURS', flag: '--crl-period-hours' },
   crlUrl: { key: 'crlUrl', env: 'KILN_CRL_URL', flag: '--crl-url' },
   estBootstrapCa: { key: 'estBootstrapCa', env: 'KILN_EST_BOOTSTRAP_CA', flag: '--est-bootstrap-ca' },
+  metrics: { key: 'metrics', env: 'KILN_METRICS', flag: '--metrics' },
+  maxInFlight: { key: 'maxInFlight', env: 'KILN_MAX_IN_FLIGHT', flag: '--max-in-flight' },
+  rateLimit: { key: 'rateLimit', env: 'KILN_RATE_LIMIT', flag: '--rate-limit' },
+  minFreeMb: { key: 'minFreeMb', env: 'KILN_MIN_FREE_MB', flag: '--min-free-mb' },
+  caExpiryMarginDays: { key: 'caExpiryMarginDays', env: 'KILN_CA_EXPIRY_MARGIN_DAYS', flag: '--ca-expiry-margin-days' },
   upstreamApi: { key: 'upstreamApi', env: 'KILN_UPSTREAM_API', flag: '--upstream-api' },
   upstreamTokenFile: { key: 'upstreamTokenFile', env: 'KILN_UPSTREAM_TOKEN_FILE', flag: '--upstream-token-file' },
   deviceGroup: { key: 'deviceGroup', env: 'KILN_DEVICE_GROUP', flag: '--device-group' },
@@ -94,6 +109,9 @@ export const DEFAULTS = {
   rekey: 'deny',
   enrollment: 'open',
   authHeader: 'OSF-TOKEN',
+  maxInFlight: 1024,
+  minFreeMb: 64,
+  caExpiryMarginDays: 30,
 } as const;
 
 export interface ConfigSources {
@@ -198,6 +216,15 @@ function parseHours(where: string, v: Raw): number {
   return n;
 }
 
+/** A whole number between `min` and `max`. */
+const wholeIn =
+  (min: number, max: number) =>
+  (where: string, v: Raw): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) fail(`${where}: expected a whole number between ${min} and ${max}`);
+    return n;
+  };
+
 function parseMs(where: string, v: Raw): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > 3_600_000) fail(`${where}: expected milliseconds between 1 and 3600000`);
@@ -268,6 +295,11 @@ export function parseServeConfig(src: ConfigSources): ServeConfig {
       url: ((u) => (u ? parseUrlSetting(u.where, String(u.raw), { keepPath: true }) : undefined))(str(SETTINGS.crlUrl)),
     }),
     estBootstrapCa: str(SETTINGS.estBootstrapCa)?.raw as string | undefined,
+    metrics: withDefault(SETTINGS.metrics, parseBool, true),
+    maxInFlight: withDefault(SETTINGS.maxInFlight, wholeIn(0, 1_000_000), DEFAULTS.maxInFlight),
+    rateLimit: withDefault(SETTINGS.rateLimit, wholeIn(0, 1_000_000), 0),
+    minFreeMb: withDefault(SETTINGS.minFreeMb, wholeIn(0, 10_000_000), DEFAULTS.minFreeMb),
+    caExpiryMarginDays: withDefault(SETTINGS.caExpiryMarginDays, wholeIn(0, 36500), DEFAULTS.caExpiryMarginDays),
   };
   // a bootstrap certificate is a TLS client certificate: there is none without HTTPS
   if (config.estBootstrapCa !== undefined && !config.tls)

@@ -1,5 +1,5 @@
 // Composition root: turns a ServeConfig into a running server.
-import { randomBytes, verify, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type RequestListener, type Server } from 'node:http';
@@ -28,6 +28,9 @@ import { getRequestListener } from '@hono/node-server';
 import { createAdminApi } from './admin/api.js';
 import { startCrlPublisher } from './crl-publisher.js';
 import { createSignService } from './sign-service.js';
+import { createReadiness, selfTest } from './readiness.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createRateLimiter } from './rate-limit.js';
 import { createUpstreamClient, readUpstreamToken } from './upstream.js';
 
 export interface RunningServer {
@@ -64,19 +67,6 @@ async function loadCaSigner(config: ServeConfig, ecdsa: NativeEcdsa): Promise<Si
   return ecdsa.pemSigner(pem);
 }
 
-/** Signs and verifies a probe so a broken key fails at start-up, not on the first device. */
-export async function selfTest(signer: Signer): Promise<void> {
-  const probe = randomBytes(32);
-  let ok = false;
-  try {
-    const sig = await signer.sign(probe);
-    ok = verify(signer.algorithm.hash, probe, { key: signer.spkiDer, format: 'der', type: 'spki', dsaEncoding: 'der' }, sig);
-  } catch (err) {
-    throw new KilnError('config', `CA key self-test failed: ${(err as Error).message}`, { cause: err });
-  }
-  if (!ok) throw new KilnError('config', 'CA key self-test failed: signature does not verify');
-}
-
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
   // everything that can fail on configuration, before anything holds a thread or a file
   const upstreamToken = config.upstream ? readUpstreamToken(config.upstream.tokenFile) : undefined;
@@ -86,11 +76,26 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   let pki: FactoryPki;
   let urls: { gateway: string; ostree: string };
   let store: Store;
+  let metrics: Metrics | undefined;
   try {
     pki = loadFactoryPki(config.pkiDir, signer);
     urls = gatewayUrls(config, pki);
     await selfTest(signer);
-    store = openStore(config.db, { writer: 'worker' });
+    store = openStore(config.db, {
+      writer: 'worker',
+      minFreeBytes: config.minFreeMb * 1024 * 1024,
+      // a writer thread that stops is started again; every one of these is worth a loud line
+      writerEvents: {
+        down: (cause, restartInMs) => logger.error('writer_down', { cause, restart_in_ms: restartInMs }),
+        up: (restarts) => (logger.notice('writer_up', { restarts }), metrics?.writerRestart()),
+        batch: (size) => metrics?.batch(size),
+        fileProblem: (detail) =>
+          logger.error('registry_file', {
+            detail,
+            action: 'every registration is refused (503) until the server is restarted on a registry file',
+          }),
+      },
+    });
   } catch (err) {
     await signer.close();
     throw err;
@@ -145,7 +150,21 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     const warning = caExpiryWarning(pki.local.cert.notAfter, config.validityDays, clock());
     return { not_after: pki.local.cert.notAfter.toISOString(), ...(warning ? { warning } : {}) };
   };
+  metrics = config.metrics
+    ? createMetrics({
+        version: VERSION,
+        store,
+        keyState: () => signer.describe(),
+        certificates: { localCa: pki.local.cert.notAfter, root: pki.root.notAfter },
+        clock,
+      })
+    : undefined;
+  const readiness = createReadiness({ store, signer, caNotAfter: pki.local.cert.notAfter, marginDays: config.caExpiryMarginDays, clock });
   const listener = createRequestListener({
+    metrics,
+    readiness,
+    maxInFlight: config.maxInFlight,
+    rateLimiter: config.rateLimit > 0 ? createRateLimiter(config.rateLimit) : undefined,
     crl,
     caState,
     est: { ca: pki.local, rootPem: signingFrom(pki).rootPem, bootstrapCas, clock },
@@ -173,13 +192,15 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     throw err;
   });
   const adminServer = config.adminListen
-    ? await listen(getRequestListener(createAdminApi({ store, logger, clock }).fetch), config.adminListen, '--admin-listen ').catch(
-        async (err: unknown) => {
-          await new Promise<void>((resolve) => server.close(() => resolve()));
-          await abandon();
-          throw err;
-        },
-      )
+    ? await listen(
+        getRequestListener(createAdminApi({ store, logger, clock, readiness }).fetch),
+        config.adminListen,
+        '--admin-listen ',
+      ).catch(async (err: unknown) => {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await abandon();
+        throw err;
+      })
     : undefined;
   const adminAddr = adminServer?.address() as AddressInfo | undefined;
   const addr = server.address() as AddressInfo;

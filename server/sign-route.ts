@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KilnError, toKilnError } from '../pki/errors.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
 import type { SignService, SignTrace } from './sign-service.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -19,6 +21,11 @@ export interface SignRouteDeps {
   clientAddress?: (req: IncomingMessage) => string;
   /** The header carrying the device's token (lmp-device-register's -H; default OSF-TOKEN). */
   authHeader?: string;
+  metrics?: Metrics;
+  /** Requests served at once; past it, 503 with Retry-After instead of an unbounded queue (0: no bound). */
+  maxInFlight?: number;
+  /** Per client address (device network); past it, 429 with Retry-After. */
+  rateLimiter?: RateLimiter;
 }
 
 /** The peer address of a request's socket. */
@@ -86,14 +93,24 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
     return Array.isArray(v) ? v[0] : v;
   };
 
+  const metrics = deps.metrics;
+  const maxInFlight = deps.maxInFlight ?? 0;
+  let inFlight = 0;
+
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
     const client = clientAddress(req);
     const trace: SignTrace = {};
+    let counted = false;
 
     const answer = (status: number, type: string, body: string): void => {
       logRequest(deps.logger, { requestId, method: 'POST', path: '/sign', status, started, client, trace });
+      if (counted) {
+        inFlight--;
+        metrics?.inFlight.dec();
+      }
+      metrics?.request('sign', status, trace.code, (performance.now() - started) / 1000, trace);
       if (res.destroyed) return;
       res.writeHead(status, {
         'content-type': type,
@@ -106,11 +123,29 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
       const e = toKilnError(err);
       logServerError(deps.logger, requestId, e);
       trace.reason = errorLine(e).trimEnd();
+      trace.code = e.code;
       // the rest of an oversized body is not read: close rather than keep the connection
       if (e.code === 'too_large') res.setHeader('connection', 'close');
       answer(e.httpStatus, 'text/plain; charset=UTF-8', errorLine(e));
     };
 
+    // shed load before reading anything: a device told to come back later costs nothing here
+    const wait = deps.rateLimiter?.take(client, Date.now());
+    if (wait !== undefined) {
+      req.resume();
+      metrics?.shed('rate_limit');
+      res.setHeader('retry-after', String(wait));
+      return fail(new KilnError('rate_limited', `too many requests from ${client}; try again in ${wait} s`));
+    }
+    if (maxInFlight > 0 && inFlight >= maxInFlight) {
+      req.resume();
+      metrics?.shed('overload');
+      res.setHeader('retry-after', '1');
+      return fail(new KilnError('unavailable', `server busy: ${maxInFlight} registrations in progress; try again`));
+    }
+    inFlight++;
+    counted = true;
+    metrics?.inFlight.inc();
     if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) {
       req.resume();
       return fail(new KilnError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));

@@ -62,8 +62,9 @@ export interface SignMeta {
 export interface SignTrace {
   uuid?: string;
   serial?: string;
-  /** The public reason of a refusal. */
+  /** The public reason of a refusal, and its error code. */
   reason?: string;
+  code?: string;
   /** ms spent verifying the CSR and signing (thread-pool or HSM wait included) */
   signMs?: number;
   /** ms spent recording in the registry (the group commit's wait included) */

@@ -10,6 +10,7 @@ import { KilnError, toKilnError } from '../../pki/errors.js';
 import { VERSION } from '../../pki/version.js';
 import type { AdminRole, Store } from '../db/store.js';
 import type { Logger } from '../logger.js';
+import type { Readiness } from '../readiness.js';
 import { logRequest, logServerError, socketAddress } from '../sign-route.js';
 import { REVOCATION_REASONS } from '../../pki/crl.js';
 import { createAdminService, type AdminApi } from './service.js';
@@ -23,6 +24,8 @@ export interface AdminApiDeps {
   store: Store;
   logger: Logger;
   clock?: () => Date;
+  /** /readyz with every check's detail (the public one names the checks only) */
+  readiness?: Readiness;
 }
 
 const Uuid = z.string().regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'a device UUID');
@@ -281,5 +284,9 @@ export function createAdminApi(deps: AdminApiDeps): OpenAPIHono<Env> {
   app.openapi(route('get', '/audit', 'admin', 'the audit log, newest first', { query: PageQuery }), async (c) =>
     c.json(await c.get('api').listAudit(c.req.valid('query')), 200),
   );
+  app.openapi(route('get', '/readyz', 'viewer', "the server's readiness checks with their details", {}), async (c) => {
+    const r = deps.readiness ? await deps.readiness.check() : { ok: true, checks: [] };
+    return c.json({ status: r.ok ? 'ready' : 'not_ready', checks: r.checks }, 200);
+  });
   return app;
 }

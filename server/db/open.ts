@@ -2,6 +2,7 @@
 import { KilnError } from '../../pki/errors.js';
 import { openSqliteStore } from './sqlite/store.js';
 import type { Store } from './store.js';
+import type { WriterEvents } from './sqlite/writer.js';
 
 export type DbLocation = { kind: 'sqlite'; path: string };
 
@@ -19,6 +20,9 @@ export function parseDbUrl(url: string, where = `--db ${url}`): DbLocation {
  * The server commits on a writer thread and creates the registry; CLIs and tests
  * commit inline, and the admin commands open only an existing registry (create: false).
  */
-export function openStore(loc: DbLocation, opts: { writer?: 'inline' | 'worker'; create?: boolean } = {}): Store {
-  return openSqliteStore(loc.path, { writer: loc.path === ':memory:' ? 'inline' : opts.writer, create: opts.create });
+export function openStore(
+  loc: DbLocation,
+  opts: { writer?: 'inline' | 'worker'; create?: boolean; writerEvents?: WriterEvents; minFreeBytes?: number } = {},
+): Store {
+  return openSqliteStore(loc.path, { ...opts, writer: loc.path === ':memory:' ? 'inline' : opts.writer });
 }

@@ -192,6 +192,20 @@ export interface RecordOptions {
   rekey: 'deny' | 'allow';
 }
 
+/** One check of /readyz: what it is, whether it passes, and a line for the operator. */
+export interface ReadinessCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** The writer thread, for metrics and /readyz. */
+export interface WriterStats {
+  state: 'running' | 'restarting' | 'closed';
+  queueDepth: number;
+  restarts: number;
+}
+
 export interface Page {
   limit: number;
   offset: number;
@@ -281,5 +295,11 @@ export interface Store {
   /** The next CRL number (monotonic across restarts and replicas). */
   nextCrlNumber(): Promise<number>;
   ping(): Promise<void>;
+  /** The registry's readiness checks (writer round trip, the file, free disk), each named. */
+  readiness(): Promise<ReadinessCheck[]>;
+  /** The writer thread's state, when records are committed on one. */
+  writerStats(): WriterStats | undefined;
+  /** Tests only: the writer thread, to kill it. */
+  writerThreadForTests(): import('node:worker_threads').Worker | undefined;
   close(): Promise<void>;
 }

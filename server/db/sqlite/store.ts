@@ -3,12 +3,13 @@ import Database from 'better-sqlite3';
 import { and, count, desc, eq, gt, inArray, isNotNull, isNull, lte, min, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
 import type {
+  ReadinessCheck,
   AdminToken,
   Approval,
   AuditEntry,
@@ -39,7 +40,7 @@ import {
   upstreamPause,
 } from './schema.js';
 import { backfillKeyHashes } from './key-backfill.js';
-import { startWriterWorker } from './writer.js';
+import { startWriterWorker, type WriterEvents } from './writer.js';
 
 export interface SqliteStoreOptions {
   /**
@@ -52,6 +53,24 @@ export interface SqliteStoreOptions {
    * Admin commands open an existing registry, so a mistyped path is an error.
    */
   create?: boolean;
+  /** What the writer thread tells the server: stops, restarts, refusals to write a moved file. */
+  writerEvents?: WriterEvents;
+  /** /readyz fails below this much free space where the registry is (default 64 MiB). */
+  minFreeBytes?: number;
+}
+
+const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
+
+/** Free space for the registry's directory, against a threshold. */
+function diskCheck(dir: string, minFree: number): ReadinessCheck {
+  try {
+    const s = statfsSync(dir);
+    const free = s.bavail * s.bsize;
+    const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+    return { name: 'disk', ok: free >= minFree, detail: `${mib(free)} free (threshold ${mib(minFree)})` };
+  } catch (err) {
+    return { name: 'disk', ok: false, detail: `cannot read free space of ${dir}: ${(err as NodeJS.ErrnoException).code}` };
+  }
 }
 
 export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Store {
@@ -86,7 +105,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
   const deniedRow = sqlite.prepare<[string], { uuid: string; name: string; reason: string; denied_at: number }>(
     'SELECT uuid, name, reason, denied_at FROM denied_devices WHERE uuid = ?',
   );
-  const writer = opts.writer === 'worker' ? startWriterWorker(path) : createInlineWriter(createRecorder(sqlite));
+  const worker = opts.writer === 'worker' ? startWriterWorker(path, opts.writerEvents) : undefined;
+  const writer = worker ?? createInlineWriter(createRecorder(sqlite));
 
   const deny = sqlite.transaction((uuids: string[], reason: string, now: Date): DeniedDevice[] =>
     uuids.map((uuid) => {
@@ -298,6 +318,8 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
         .all() as OutboxEntry[];
     },
     async updateOutbox(serial, change) {
+      // on the writer thread when there is one: its commit (and fsync) never blocks the event loop
+      if (worker) return worker.updateOutbox(serial, change);
       db.update(outbox).set(change).where(eq(outbox.serial, serial)).run();
     },
     async outboxSummary(now) {
@@ -437,6 +459,34 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async ping() {
       sqlite.prepare('select 1').get();
+    },
+    async readiness() {
+      const checks: ReadinessCheck[] = [];
+      if (worker) {
+        const started = performance.now();
+        try {
+          await worker.ping();
+          checks.push({ name: 'writer', ok: true, detail: `round trip ${(performance.now() - started).toFixed(1)} ms` });
+        } catch (err) {
+          const detail = String((err as KilnError).cause ?? err).replace(/^Error: /, '');
+          // a moved or unwritable file answers the ping too: name the check it fails
+          const file = /registry file|not writable/.test(detail);
+          checks.push({ name: 'writer', ok: file, detail: file ? 'answers' : detail });
+          if (file) checks.push({ name: 'registry', ok: false, detail });
+        }
+        if (!checks.some((c) => c.name === 'registry')) checks.push({ name: 'registry', ok: true, detail: path });
+      } else {
+        sqlite.prepare('select 1').get();
+        checks.push({ name: 'registry', ok: true, detail: path });
+      }
+      if (path !== ':memory:') checks.push(diskCheck(dirname(path), opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES));
+      return checks;
+    },
+    writerStats() {
+      return worker?.stats();
+    },
+    writerThreadForTests() {
+      return worker?.threadForTests();
     },
     async close() {
       await writer.close();

@@ -1,6 +1,7 @@
 // The SQLite writer thread: commits /sign records in batches so the server's
 // event loop never waits on an fsync. Bundled to dist/sqlite-writer.js.
 import Database from 'better-sqlite3';
+import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
@@ -10,16 +11,47 @@ import type { Repeat } from '../store.js';
 import { createRecorder, type RecordRow } from './recorder.js';
 import { armWalBuffer, loadWalBuffer } from './wal-buffer.js';
 
-export type WriterRequest = { batch: { id: number; row: RecordRow }[] } | { close: true };
+/** An outbox delivery's new state: status, attempts, next attempt (ms), last error, delivered at (ms), serial. */
+export type OutboxChangeRow = [
+  status: string,
+  attempts: number,
+  nextAttemptAt: number,
+  lastError: string,
+  deliveredAt: number | null,
+  serial: string,
+];
+
+export type WriterRequest =
+  { batch: { id: number; row: RecordRow }[] } | { ping: number } | { outbox: { id: number; row: OutboxChangeRow } } | { close: true };
 export type WriterReply =
   | { ids: number[]; errors: ({ code: string; message: string } | null)[]; repeats: (Repeat | null)[] }
-  | { failed: number[]; message: string };
+  /** `file`: refused because the registry file is gone or replaced */
+  | { failed: number[]; message: string; file?: boolean }
+  | { pong: number; problem?: string; file?: boolean }
+  | { done: number; problem?: string };
 
 // records are handed over by the event loop: waking this thread must not preempt it
 backgroundThread();
 // before the connection opens: the WAL buffer is a VFS, chosen when a file is opened
 const walBuffer = loadWalBuffer();
-const sqlite = new Database((workerData as { path: string }).path);
+const path = (workerData as { path: string }).path;
+const sqlite = new Database(path);
+// the file this connection writes: a registry deleted or replaced under the server must stop
+// the acknowledgements, not take them into an unlinked file that vanishes at the next start
+const opened = statSync(path);
+function fileProblem(): string | undefined {
+  try {
+    const now = statSync(path);
+    if (now.ino !== opened.ino || now.dev !== opened.dev) return `the registry file ${path} was replaced under the running server`;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? `the registry file ${path} was deleted under the running server` : `cannot check ${path}: ${code}`;
+  }
+  return undefined;
+}
+const updateOutbox = () =>
+  sqlite.prepare('UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, delivered_at = ? WHERE serial = ?');
+let outboxStatement: ReturnType<typeof updateOutbox> | undefined;
 sqlite.pragma('journal_mode = WAL');
 sqlite.pragma('synchronous = FULL');
 // a commit's WAL frames go to the file in one or two writes, just before its fsync
@@ -41,6 +73,11 @@ let queue: { id: number; row: RecordRow }[] = [];
 function flush(): void {
   const batch = queue;
   queue = [];
+  const problem = fileProblem();
+  if (problem) {
+    parentPort!.postMessage({ failed: batch.map((b) => b.id), message: problem, file: true } satisfies WriterReply);
+    return;
+  }
   try {
     const outcomes = recorder.recordBatch(batch.map((b) => b.row));
     parentPort!.postMessage({
@@ -69,6 +106,34 @@ parentPort!.on('message', (m: WriterRequest) => {
       sqlite.close();
       parentPort!.close();
     });
+    return;
+  }
+  if ('ping' in m) {
+    let problem = fileProblem();
+    let file = problem !== undefined;
+    if (!problem) {
+      try {
+        sqlite.prepare('SELECT 1').get();
+        accessSync(path, constants.W_OK);
+        accessSync(dirname(path), constants.W_OK);
+      } catch (err) {
+        problem = `the registry ${path} is not writable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+        file = true;
+      }
+    }
+    parentPort!.postMessage({ pong: m.ping, ...(problem ? { problem, file } : {}) } satisfies WriterReply);
+    return;
+  }
+  if ('outbox' in m) {
+    let problem = fileProblem();
+    if (!problem) {
+      try {
+        (outboxStatement ??= updateOutbox()).run(...m.outbox.row);
+      } catch (err) {
+        problem = (err as Error).message;
+      }
+    }
+    parentPort!.postMessage({ done: m.outbox.id, ...(problem ? { problem } : {}) } satisfies WriterReply);
     return;
   }
   if (queue.length === 0) setImmediate(flush);
