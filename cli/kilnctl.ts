@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { VERSION } from '../pki/version.js';
 import { addAdminCommands } from './admin-commands.js';
 import { addApprovalsCommands } from './approvals-commands.js';
+import { addDbCommands } from './db-commands.js';
 import { addDevicesCommands } from './devices-commands.js';
 import { addLotsCommands } from './lots-commands.js';
 import { addPkiCommands } from './pki-commands.js';
@@ -30,6 +31,7 @@ export function createProgram(env: NodeJS.ProcessEnv): Command {
   addLotsCommands(program, env);
   addApprovalsCommands(program, env);
   addAdminCommands(program, env);
+  addDbCommands(program, env);
   // every sub-command reports usage errors through the same path
   const override = (c: Command): void => {
     c.exitOverride();

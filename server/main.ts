@@ -38,6 +38,8 @@ export interface RunningServer {
   /** the admin API, when it listens */
   adminUrl?: string;
   close(): Promise<void>;
+  /** Tests only: the registry's writer thread (to kill it). */
+  writerThreadForTests(): import('node:worker_threads').Worker | undefined;
 }
 
 export const GATEWAY_PORT = 8443;
@@ -237,6 +239,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     adminUrl: adminAddr
       ? `http://${adminAddr.family === 'IPv6' ? `[${adminAddr.address}]` : adminAddr.address}:${adminAddr.port}`
       : undefined,
+    writerThreadForTests: () => store.writerThreadForTests(),
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (adminServer) await new Promise<void>((resolve) => adminServer.close(() => resolve()));

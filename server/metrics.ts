@@ -93,11 +93,6 @@ export function createMetrics(src: MetricsSources): Metrics {
   writerGauge('kiln_writer_queue_depth', 'Records handed to the writer thread and not answered yet', (s) => s.queueDepth);
   writerGauge('kiln_writer_up', '1 while the writer thread runs, 0 while it is restarted', (s) => (s.state === 'running' ? 1 : 0));
 
-  const oldest = new Gauge({
-    name: 'kiln_outbox_oldest_pending_age_seconds',
-    help: 'Age of the oldest undelivered upstream delivery (0: none)',
-    registers: [registry],
-  });
   new Gauge({
     name: 'kiln_outbox_entries',
     help: 'Upstream deliveries by status',
@@ -109,7 +104,15 @@ export function createMetrics(src: MetricsSources): Metrics {
       this.set({ status: 'pending' }, s.pending);
       this.set({ status: 'failed' }, s.failed);
       this.set({ status: 'delivered' }, s.delivered);
-      oldest.set(s.oldestPendingAgeSeconds ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'kiln_outbox_oldest_pending_age_seconds',
+    help: 'Age of the oldest undelivered upstream delivery (0: none)',
+    registers: [registry],
+    async collect() {
+      const s = await src.store.outboxSummary(src.clock()).catch(() => undefined);
+      if (s) this.set(s.oldestPendingAgeSeconds ?? 0);
     },
   });
   new Gauge({
@@ -134,11 +137,17 @@ export function createMetrics(src: MetricsSources): Metrics {
     },
   });
   const lotLabels = ['lot'];
-  const lotAdmitted = new Gauge({
+  // gauges collect concurrently: each reads the lots itself
+  new Gauge({
     name: 'kiln_lot_devices',
     help: 'Devices admitted per production lot',
     labelNames: lotLabels,
     registers: [registry],
+    async collect() {
+      const lots = await src.store.listLots().catch(() => []);
+      this.reset();
+      for (const l of lots) this.set({ lot: l.name }, l.admitted);
+    },
   });
   new Gauge({
     name: 'kiln_lot_max_devices',
@@ -148,11 +157,7 @@ export function createMetrics(src: MetricsSources): Metrics {
     async collect() {
       const lots = await src.store.listLots().catch(() => []);
       this.reset();
-      lotAdmitted.reset();
-      for (const l of lots) {
-        lotAdmitted.set({ lot: l.name }, l.admitted);
-        if (l.maxDevices !== null) this.set({ lot: l.name }, l.maxDevices);
-      }
+      for (const l of lots) if (l.maxDevices !== null) this.set({ lot: l.name }, l.maxDevices);
     },
   });
   new Gauge({

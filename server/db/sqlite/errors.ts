@@ -29,10 +29,13 @@ export function sqliteError(err: unknown, path: string, doing: 'open' | 'migrate
 }
 
 /** The store with every call's SQLite failure mapped; recordIssuance is left alone (the writer maps its own). */
+const SYNC_OR_HOT = new Set(['recordIssuance', 'writerStats', 'writerThreadForTests']);
+
 export function guardSqlite(path: string, store: Store): Store {
   const guarded = { ...store } as Record<string, unknown>;
   for (const [name, fn] of Object.entries(store)) {
-    if (name === 'recordIssuance' || typeof fn !== 'function') continue;
+    // the hot path keeps its own mapping; the synchronous accessors stay synchronous
+    if (SYNC_OR_HOT.has(name) || typeof fn !== 'function') continue;
     guarded[name] = async (...args: unknown[]) => {
       try {
         return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
