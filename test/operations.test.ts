@@ -3,7 +3,7 @@
 // process, online backups, and shedding load. Real servers, real files, a real tmpfs.
 import Database from 'better-sqlite3';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -387,5 +387,28 @@ describe('shedding load', () => {
     expect(statuses.slice(0, 2)).toEqual([201, 201]);
     expect(statuses).toContain(429);
     expect(retryAfter).toBe('1');
+  });
+});
+
+describe('docs/grafana-kiln.json', () => {
+  it('ok/every series a panel queries is one the server exports', async () => {
+    const { work, pkiDir } = newPki();
+    const server = await startKilnctl(['--pki-dir', pkiDir, '--db', `sqlite:${join(work, 'kiln.db')}`]);
+    try {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const exported = new Set(
+        [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap(([, n, t]) =>
+          t === 'histogram' ? [`${n}_bucket`, `${n}_sum`, `${n}_count`] : [n],
+        ),
+      );
+      const dashboard = JSON.parse(readFileSync(join(process.cwd(), 'docs/grafana-kiln.json'), 'utf8')) as {
+        panels: { targets: { expr: string }[] }[];
+      };
+      const used = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/\bkiln_[a-z_]+/g) ?? [])));
+      expect(used.size).toBeGreaterThan(10);
+      for (const name of used) expect(exported.has(name), name).toBe(true);
+    } finally {
+      await server.stop();
+    }
   });
 });
