@@ -25,7 +25,7 @@ export function addDbCommands(program: Command, env: NodeJS.ProcessEnv): void {
     .action((file: string, o: { config?: string; db?: string; json?: boolean }) => {
       const config = siteConfig({ config: o.config, db: o.db }, env);
       if (config.db.kind !== 'sqlite' || config.db.path === ':memory:')
-        throw new KilnError('usage', 'db backup copies a SQLite registry file');
+        throw new KilnError('usage', 'db backup copies a SQLite registry file; back up PostgreSQL with its own tools (pg_dump, base backups)');
       const report = backupRegistry(config.db.path, file);
       printResult(!!o.json, report, () => render(report, 'Backed up to'));
     });

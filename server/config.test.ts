@@ -90,7 +90,7 @@ describe('parseServeConfig', () => {
   it('ok/KILN_CONFIG names the file when --config does not', () => {
     const file = join(tempDir(), 'kiln.json');
     writeFileSync(file, JSON.stringify({ db: 'sqlite:/srv/kiln.db' }));
-    expect(parseServeConfig({ flags: {}, env: { KILN_CONFIG: file } }).db.path).toBe('/srv/kiln.db');
+    expect(parseServeConfig({ flags: {}, env: { KILN_CONFIG: file } }).db).toEqual({ kind: 'sqlite', path: '/srv/kiln.db' });
   });
 
   it('ok/the upstream API keeps its trailing slash; the gateway loses it', () => {

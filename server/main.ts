@@ -16,7 +16,7 @@ import { pooledRandom } from '../pki/serial.js';
 import type { Signer } from '../pki/signer.js';
 import { createRequestListener } from './app.js';
 import type { ServeConfig } from './config.js';
-import { openStore } from './db/open.js';
+import { describeDb, openStore } from './db/open.js';
 import type { Store } from './db/store.js';
 import type { Logger } from './logger.js';
 import { walBufferBuilt } from './db/sqlite/wal-buffer.js';
@@ -83,7 +83,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     pki = loadFactoryPki(config.pkiDir, signer);
     urls = gatewayUrls(config, pki);
     await selfTest(signer);
-    store = openStore(config.db, {
+    store = await openStore(config.db, {
       writer: 'worker',
       minFreeBytes: config.minFreeMb * 1024 * 1024,
       // a writer thread that stops is started again; every one of these is worth a loud line
@@ -215,7 +215,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     factory: pki.local.factory,
     gateway: urls.gateway,
     ostree: urls.ostree,
-    db: config.db.kind,
+    db: describeDb(config.db),
     // who may register: open is the reference's behaviour (any valid CSR)
     enrollment: config.enrollment,
     upstream: config.upstream ? config.upstream.mode : 'detached',

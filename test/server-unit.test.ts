@@ -51,7 +51,7 @@ describe('docs/kiln.example.json', () => {
         .sort(),
     );
     const c = parseServeConfig({ flags: {}, env: {}, configFile: EXAMPLE });
-    expect(c.db.path).toBe('/var/lib/kiln/kiln.db');
+    expect(c.db).toEqual({ kind: 'sqlite', path: '/var/lib/kiln/kiln.db' });
     expect(c.upstream?.api).toBe('https://api.foundries.io/ota/devices/');
   });
 });

@@ -33,7 +33,7 @@ export function siteConfig(o: SiteOpts, env: NodeJS.ProcessEnv): ServeConfig {
 
 export async function withStore<T>(o: SiteOpts, env: NodeJS.ProcessEnv, fn: (store: Store, config: ServeConfig) => Promise<T>): Promise<T> {
   const config = siteConfig(o, env);
-  const store = openStore(config.db, { create: false });
+  const store = await openStore(config.db, { create: false });
   try {
     return await fn(store, config);
   } finally {
