@@ -165,6 +165,8 @@ export interface Device {
   /** Retries answered with the current certificate. */
   repeats: number;
   keySha256: string | null;
+  /** the production lot it was first admitted through (token enrollment) */
+  lot: string | null;
 }
 
 export interface RekeyAllowance {
