@@ -6,13 +6,16 @@
 // more, each run has a fresh server and database and the medians are printed
 // last), --hsm, --json, --enrollment token (each run twice, alternating: an open
 // server and one whose devices present a production lot's token; both are printed,
-// and the token/open ratio).
+// and the token/open ratio), --db postgres://… (each run in a fresh schema of that
+// database instead of a SQLite file), --replicas N (N servers on that one database, the
+// load spread over them round-robin; CPU summed, in-server latency from the first).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { Pool } from 'undici';
 import { createCa } from '../pki/ca.js';
 import { signCertificateForCsr } from '../pki/certificate.js';
@@ -44,6 +47,10 @@ const RUNS = Math.max(1, Number(arg('runs', '1')) || 1);
 const HSM = flag('hsm');
 const JSON_OUT = flag('json');
 const ENROLLMENT = arg('enrollment', 'open');
+const DB = arg('db', '');
+const REPLICAS = Math.max(1, Number(arg('replicas', '1')) || 1);
+if (DB && !/^postgres(ql)?:\/\//.test(DB)) throw new Error('--db: a postgres:// URL (SQLite is the default)');
+if (REPLICAS > 1 && !DB) throw new Error('--replicas needs --db postgres://…: replicas share one database');
 if (ENROLLMENT !== 'open' && ENROLLMENT !== 'token') throw new Error('--enrollment: open or token');
 type Mode = 'open' | 'token';
 const log = (s: string): void => void process.stderr.write(s + '\n');
@@ -150,15 +157,20 @@ const eventLoopPreemptions = (pid: number): number =>
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
 async function drive(
-  server: { url: string; pid: number; work: string; log: { offset: number } },
+  server: { url: string; urls: string[]; pid: number; pids: number[]; work: string; log: { offset: number } },
   bodies: string[],
   concurrency: number,
   samples: string[],
   token = 'na',
 ): Promise<Level> {
-  const { url, pid } = server;
+  const { pids } = server;
   serverLatencies(server.work, server.log);
-  const pool = new Pool(url, { connections: concurrency, pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 });
+  // one pool per replica; worker k always talks to replica k mod N (round-robin over the clients)
+  const pools = server.urls.map(
+    (u) =>
+      new Pool(u, { connections: Math.ceil(concurrency / server.urls.length), pipelining: 1, headersTimeout: 30_000, bodyTimeout: 30_000 }),
+  );
+  const sum = (f: (pid: number) => number): number => pids.reduce((a, p) => a + f(p), 0);
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
@@ -169,11 +181,12 @@ async function drive(
   const sampleEvery = Math.max(1, Math.floor(bodies.length / 20));
   const headers = ['content-type', 'application/json', 'osf-token', token];
   const started = performance.now();
-  const serverCpu0 = cpuMs(pid);
-  const loopCpu0 = eventLoopCpuMs(pid);
-  const preempted0 = eventLoopPreemptions(pid);
+  const serverCpu0 = sum(cpuMs);
+  const loopCpu0 = sum(eventLoopCpuMs);
+  const preempted0 = sum(eventLoopPreemptions);
   const clientCpu0 = process.cpuUsage();
-  const worker = async (): Promise<void> => {
+  const worker = async (k: number): Promise<void> => {
+    const pool = pools[k % pools.length];
     while (next < encoded.length) {
       const i = next++;
       const t0 = performance.now();
@@ -188,13 +201,13 @@ async function drive(
       latencies.push(performance.now() - t0);
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: concurrency }, (_, k) => worker(k)));
   const seconds = (performance.now() - started) / 1000;
-  const serverCpu = cpuMs(pid) - serverCpu0;
-  const loopCpu = eventLoopCpuMs(pid) - loopCpu0;
-  const preempted = eventLoopPreemptions(pid) - preempted0;
+  const serverCpu = sum(cpuMs) - serverCpu0;
+  const loopCpu = sum(eventLoopCpuMs) - loopCpu0;
+  const preempted = sum(eventLoopPreemptions) - preempted0;
   const clientCpu = process.cpuUsage(clientCpu0);
-  await pool.close();
+  await Promise.all(pools.map((p) => p.close()));
   latencies.sort((a, b) => a - b);
   const inServer = serverLatencies(server.work, server.log);
   return {
@@ -204,7 +217,7 @@ async function drive(
     p50Ms: Math.round(pct(latencies, 50) * 100) / 100,
     p99Ms: Math.round(pct(latencies, 99) * 100) / 100,
     errors,
-    peakRssMb: rssPeakMb(pid),
+    peakRssMb: Math.max(...pids.map(rssPeakMb)),
     serverCpuMs: Math.round((serverCpu / bodies.length) * 1000) / 1000,
     eventLoopCpuMs: Math.round((loopCpu / bodies.length) * 1000) / 1000,
     clientCpuMs: Math.round(((clientCpu.user + clientCpu.system) / 1000 / bodies.length) * 1000) / 1000,
@@ -218,21 +231,27 @@ async function drive(
 
 interface RunningBench {
   url: string;
+  urls: string[];
   pid: number;
+  pids: number[];
+  /** the --db every replica was given */
+  db: string;
   work: string;
   log: { offset: number };
   /** SIGTERM, resolved once the server has exited */
   stop: () => Promise<void>;
 }
 
-/** A server on its own database and log in `runDir`. */
-async function startServer(
+/** One `kilnctl serve` on `db`, its JSON log in `runDir/<logName>`. */
+async function startOne(
   work: string,
   runDir: string,
   caKey: string,
   env: NodeJS.ProcessEnv,
-  extra: string[] = [],
-): Promise<RunningBench> {
+  extra: string[],
+  db: string,
+  logName: string,
+): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = spawn(
     process.execPath,
@@ -246,15 +265,17 @@ async function startServer(
       '--ca-key',
       caKey,
       '--db',
-      `sqlite:${join(runDir, 'kiln.db')}`,
+      db,
       '--listen',
       `127.0.0.1:${port}`,
+      '--admin-listen',
+      'off',
       ...extra,
     ],
     {
       env: { ...process.env, ...env },
       // its JSON log, for the server-side latency of each level
-      stdio: ['ignore', openSync(join(runDir, 'server.log'), 'w'), 'inherit'],
+      stdio: ['ignore', openSync(join(runDir, logName), 'w'), 'inherit'],
     },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -262,10 +283,7 @@ async function startServer(
   process.once('exit', () => child.kill('SIGKILL'));
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${url}/healthz`)).ok) {
-        const stop = (): Promise<void> => (child.kill('SIGTERM'), exited);
-        return { url, pid: child.pid!, work: runDir, log: { offset: 0 }, stop };
-      }
+      if ((await fetch(`${url}/healthz`)).ok) return { url, pid: child.pid!, stop: () => (child.kill('SIGTERM'), exited) };
     } catch {
       /* starting */
     }
@@ -273,6 +291,48 @@ async function startServer(
   }
   child.kill('SIGKILL');
   throw new Error('kilnctl serve did not start');
+}
+
+/** The servers of a run (REPLICAS of them on one PostgreSQL schema, or one on a SQLite file in `runDir`). */
+async function startServer(
+  work: string,
+  runDir: string,
+  caKey: string,
+  env: NodeJS.ProcessEnv,
+  extra: string[] = [],
+): Promise<RunningBench> {
+  let db = `sqlite:${join(runDir, 'kiln.db')}`;
+  let dropSchema = async (): Promise<void> => undefined;
+  if (DB) {
+    const schema = `kiln_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: DB });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const u = new URL(DB);
+    u.searchParams.set('options', `-c search_path=${schema}`);
+    db = u.toString();
+    dropSchema = async () => {
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    };
+  }
+  // replicas start together: the first migrates, the others wait on its lock
+  const servers = await Promise.all(
+    Array.from({ length: REPLICAS }, (_, k) => startOne(work, runDir, caKey, env, extra, db, k === 0 ? 'server.log' : `server-${k}.log`)),
+  );
+  return {
+    url: servers[0].url,
+    urls: servers.map((x) => x.url),
+    pid: servers[0].pid,
+    pids: servers.map((x) => x.pid),
+    db,
+    work: runDir,
+    log: { offset: 0 },
+    stop: async () => {
+      await Promise.all(servers.map((x) => x.stop()));
+      await dropSchema();
+    },
+  };
 }
 
 function setUpPki(work: string): { caKey: string; env: NodeJS.ProcessEnv } {
@@ -406,7 +466,7 @@ async function run(
     if (mode === 'token') {
       // a production lot as a factory would make one: its token in a 0600 file
       const tokenFile = join(runDir, 'lot.token');
-      execFileSync(KILNCTL, ['lots', 'create', 'bench-lot', '--token-out', tokenFile, '--db', `sqlite:${join(runDir, 'kiln.db')}`], {
+      execFileSync(KILNCTL, ['lots', 'create', 'bench-lot', '--token-out', tokenFile, '--db', server.db], {
         stdio: 'ignore',
       });
       token = readFileSync(tokenFile, 'utf8').trim();
