@@ -72,7 +72,8 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
   }
   const db: Db = drizzle(pool);
   const writer = createPgWriter(pool, opts.events);
-  const leaseMs = opts.outboxLeaseMs ?? 60_000;
+  // three times the upstream timeout: a delivery in flight finishes well within its lease
+  const leaseMs = opts.outboxLeaseMs ?? 30_000;
 
   const tx = <T>(fn: (t: Db) => Promise<T>): Promise<T> => db.transaction(async (t) => fn(t as unknown as Db));
   const missingOf = (wanted: string[], found: string[]): string[] => wanted.filter((u) => !found.includes(u));
