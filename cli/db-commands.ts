@@ -28,7 +28,10 @@ export function addDbCommands(program: Command, env: NodeJS.ProcessEnv): void {
     .action((file: string, o: { config?: string; db?: string; json?: boolean }) => {
       const config = siteConfig({ config: o.config, db: o.db }, env);
       if (config.db.kind !== 'sqlite' || config.db.path === ':memory:')
-        throw new KilnError('usage', 'db backup copies a SQLite registry file; back up PostgreSQL with its own tools (pg_dump, base backups)');
+        throw new KilnError(
+          'usage',
+          'db backup copies a SQLite registry file; back up PostgreSQL with its own tools (pg_dump, base backups)',
+        );
       const report = backupRegistry(config.db.path, file);
       printResult(!!o.json, report, () => render(report, 'Backed up to'));
     });
@@ -40,15 +43,19 @@ export function addDbCommands(program: Command, env: NodeJS.ProcessEnv): void {
     .action(async (o: { from: string; to: string; json?: boolean }) => {
       const from = parseDbUrl(o.from, `--from ${o.from}`);
       const to = parseDbUrl(o.to, `--to ${redactUrl(o.to)}`);
-      if (from.kind !== 'sqlite' || from.path === ':memory:') throw new KilnError('usage', '--from must be a SQLite registry file (sqlite:PATH)');
+      if (from.kind !== 'sqlite' || from.path === ':memory:')
+        throw new KilnError('usage', '--from must be a SQLite registry file (sqlite:PATH)');
       if (to.kind !== 'postgres') throw new KilnError('usage', '--to must be a PostgreSQL registry (postgres://…)');
       const report = await copySqliteToPg(from.path, to.url);
-      printResult(!!o.json, report, () =>
-        [
-          `Copied ${report.from} to ${report.to}`,
-          ...Object.entries(report.counts).map(([t, n]) => `  ${t.padEnd(18)}${n}`),
-          `  certificate serials: the same on both sides (sha256 ${report.serialsSha256.slice(0, 16)}…)`,
-        ].join('\n') + '\n',
+      printResult(
+        !!o.json,
+        report,
+        () =>
+          [
+            `Copied ${report.from} to ${report.to}`,
+            ...Object.entries(report.counts).map(([t, n]) => `  ${t.padEnd(18)}${n}`),
+            `  certificate serials: the same on both sides (sha256 ${report.serialsSha256.slice(0, 16)}…)`,
+          ].join('\n') + '\n',
       );
     });
   db.command('verify')

@@ -65,7 +65,16 @@ describe('parseServeConfig', () => {
     ['flag', { flags: { listen: 'nohost' }, env: {} }, /^--listen nohost: expected HOST:PORT$/],
     ['environment', { flags: {}, env: { KILN_LISTEN: 'nohost' } }, /^KILN_LISTEN=nohost: expected HOST:PORT$/],
     ['file', { flags: {}, env: {}, file: { listen: 'nohost' } }, /^"listen": "nohost" in .*kiln\.json: expected HOST:PORT$/],
-    ['environment db', { flags: {}, env: { KILN_DB: 'mysql://x' } }, /^KILN_DB=mysql:\/\/x: expected sqlite:PATH$/],
+    [
+      'a password in a bad URL is hidden',
+      { flags: {}, env: { KILN_DB: 'mysql://kiln:hunter2@db/x' } },
+      /^KILN_DB=mysql:\/\/kiln:\*\*\*@db\/x: expected /,
+    ],
+    [
+      'environment db',
+      { flags: {}, env: { KILN_DB: 'mysql://x' } },
+      /^KILN_DB=mysql:\/\/x: expected sqlite:PATH or postgres:\/\/USER@HOST\/DATABASE$/,
+    ],
     ['file days', { flags: {}, env: {}, file: { validityDays: 0 } }, /^"validityDays": 0 in .*: expected a whole number/],
     ['env bool', { flags: {}, env: { KILN_SERIAL_FROM_UUID: 'maybe' } }, /^KILN_SERIAL_FROM_UUID=maybe: expected true or false$/],
     ['env mode', { flags: {}, env: { KILN_UPSTREAM_MODE: 'later' } }, /^KILN_UPSTREAM_MODE=later: expected sync or outbox$/],

@@ -154,6 +154,9 @@ function readConfigFile(path: string): Record<string, Raw> {
   return v as Record<string, Raw>;
 }
 
+/** A URL's password never reaches a message: scheme://user:***@host. */
+const hidePasswords = (s: string): string => s.replace(/(:\/\/[^:/@\s"]*):[^@\s"]*@/g, '$1:***@');
+
 /** Looks settings up in flags, then the environment, then the config file. */
 function settingsReader(src: ConfigSources): { pick(s: Setting): Sourced | undefined; file?: string } {
   const file = src.configFile ?? (src.env[CONFIG_ENV] || undefined);
@@ -162,11 +165,11 @@ function settingsReader(src: ConfigSources): { pick(s: Setting): Sourced | undef
     file,
     pick(s) {
       const flag = src.flags[s.key];
-      if (flag !== undefined) return { raw: flag, where: typeof flag === 'boolean' ? s.flag : `${s.flag} ${flag}` };
+      if (flag !== undefined) return { raw: flag, where: typeof flag === 'boolean' ? s.flag : hidePasswords(`${s.flag} ${flag}`) };
       const env = src.env[s.env];
-      if (env !== undefined && env !== '') return { raw: env, where: `${s.env}=${env}` };
+      if (env !== undefined && env !== '') return { raw: env, where: hidePasswords(`${s.env}=${env}`) };
       const v = fromFile[s.key];
-      if (v !== undefined) return { raw: v, where: `"${s.key}": ${JSON.stringify(v)} in ${file}` };
+      if (v !== undefined) return { raw: v, where: hidePasswords(`"${s.key}": ${JSON.stringify(v)} in ${file}`) };
       return undefined;
     },
   };

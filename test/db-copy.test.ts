@@ -59,9 +59,20 @@ beforeAll(async () => {
   }
   await s.deny(uuids.slice(0, 3), 'stolen', new Date(now));
   await s.revoke({ uuids: uuids.slice(3, 5) }, 'keyCompromise', new Date(now));
-  await s.notePending({ uuid: randomUUID(), keySha256: 'k', hardwareId: 'hw', name: 'n', clientAddress: '1', lot: 'line-1' }, new Date(now));
+  await s.notePending(
+    { uuid: randomUUID(), keySha256: 'k', hardwareId: 'hw', name: 'n', clientAddress: '1', lot: 'line-1' },
+    new Date(now),
+  );
   for (let i = 0; i < 3; i++)
-    await s.appendAudit({ at: new Date(now + i), actor: 'local:me', action: `a${i}`, target: 't', address: 'local', requestId: 'r', detail: '{}' });
+    await s.appendAudit({
+      at: new Date(now + i),
+      actor: 'local:me',
+      action: `a${i}`,
+      target: 't',
+      address: 'local',
+      requestId: 'r',
+      detail: '{}',
+    });
   await s.close();
 });
 
@@ -81,7 +92,16 @@ const rowsOf = (table: string, key: string): Record<string, unknown>[] => {
 /** A SQLite row in PostgreSQL's types (times in ms, booleans 0/1 there). */
 const norm = (row: Record<string, unknown>): Record<string, unknown> =>
   Object.fromEntries(
-    Object.entries(row).map(([k, v]) => [k, v instanceof Date ? v.getTime() : typeof v === 'boolean' ? Number(v) : typeof v === 'string' && /^\d+$/.test(v) && k === 'id' ? Number(v) : v]),
+    Object.entries(row).map(([k, v]) => [
+      k,
+      v instanceof Date
+        ? v.getTime()
+        : typeof v === 'boolean'
+          ? Number(v)
+          : typeof v === 'string' && /^\d+$/.test(v) && k === 'id'
+            ? Number(v)
+            : v,
+    ]),
   );
 
 describe('kilnctl db copy', () => {
@@ -89,7 +109,15 @@ describe('kilnctl db copy', () => {
     const r = kilnctl(['db', 'copy', '--from', `sqlite:${path}`, '--to', pg.url, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as { counts: Record<string, number> };
-    expect(report.counts).toMatchObject({ certificates: 250, devices: 250, denied_devices: 3, outbox: 50, lots: 1, approvals: 1, audit_log: 3 });
+    expect(report.counts).toMatchObject({
+      certificates: 250,
+      devices: 250,
+      denied_devices: 3,
+      outbox: 50,
+      lots: 1,
+      approvals: 1,
+      audit_log: 3,
+    });
     for (const [table, key] of [
       ['certificates', 'serial'],
       ['devices', 'uuid'],
@@ -121,7 +149,9 @@ describe('kilnctl db copy', () => {
     const before = await pg.query<{ n: string }>('SELECT count(*) AS n FROM certificates');
     const r = kilnctl(['db', 'copy', '--from', `sqlite:${path}`, '--to', pg.url]);
     expect(r.code).toBe(65);
-    expect(r.stderr).toMatch(/^kilnctl: postgres:\/\/postgres@127\.0\.0\.1:5432\/test.* is not empty \(lots has 1 rows\): db copy fills an empty registry only\n$/);
+    expect(r.stderr).toMatch(
+      /^kilnctl: postgres:\/\/postgres@127\.0\.0\.1:5432\/test.* is not empty \(lots has 1 rows\): db copy fills an empty registry only\n$/,
+    );
     expect(await pg.query('SELECT count(*) AS n FROM certificates')).toEqual(before);
   });
 

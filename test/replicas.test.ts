@@ -159,4 +159,25 @@ describe('three replicas on one PostgreSQL', () => {
       expect([res.status, await res.text()]).toEqual([403, `device ${uuid} is on the deny-list\n`]);
     }
   });
+
+  it('ok/a revocation is listed by one CRL, made once and served by every replica', async () => {
+    const crlNumber = async (url: string): Promise<number> =>
+      ((await (await fetch(`${url}/healthz`)).json()) as { crl: { number: number } }).crl.number;
+    const before = await Promise.all(replicas.map((r) => crlNumber(r.url)));
+    expect(new Set(before).size).toBe(1);
+    const [{ uuid, serial }] = await pg.query<{ uuid: string; serial: string }>('SELECT uuid, serial FROM certificates LIMIT 1');
+    expect(kilnctl(['devices', 'revoke', uuid, '--db', pg.url]).code).toBe(0);
+    const deadline = Date.now() + 15_000;
+    let after = before;
+    while (after.some((n) => n === before[0]) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = await Promise.all(replicas.map((r) => crlNumber(r.url)));
+    }
+    // one new CRL for all three, not one each
+    expect(after).toEqual([before[0] + 1, before[0] + 1, before[0] + 1]);
+    const ders = await Promise.all(replicas.map(async (r) => Buffer.from(await (await fetch(`${r.url}/crl`)).arrayBuffer())));
+    expect(ders[1].equals(ders[0]) && ders[2].equals(ders[0])).toBe(true);
+    const { X509Crl } = await import('@peculiar/x509');
+    expect(new X509Crl(ders[0]).entries.map((e) => e.serialNumber.toLowerCase().replace(/^(00)+/, ''))).toContain(serial);
+  });
 });

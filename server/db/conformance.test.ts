@@ -119,7 +119,15 @@ describe.each(engines)('Store on %s', (_engine, open) => {
     const c = cert(uuid, { production: true, hardwareId: 'imx8' });
     expect(await s.recordIssuance(c, OPEN)).toBeUndefined();
     const d = await s.getDevice(uuid);
-    expect(d).toMatchObject({ uuid, serial: c.serial, hardwareId: 'imx8', production: true, registrations: 1, repeats: 0, keySha256: c.keySha256 });
+    expect(d).toMatchObject({
+      uuid,
+      serial: c.serial,
+      hardwareId: 'imx8',
+      production: true,
+      registrations: 1,
+      repeats: 0,
+      keySha256: c.keySha256,
+    });
     expect(d!.firstRegisteredAt.getTime()).toBe(c.issuedAt.getTime());
     const stored = await s.certificate(c.serial);
     expect(stored).toMatchObject({ serial: c.serial, uuid, pem: c.pem, revokedAt: null, supersededBy: null });
@@ -207,7 +215,9 @@ describe.each(engines)('Store on %s', (_engine, open) => {
     await s.recordIssuance(cert(a, { lot: 'line-1' }), { ...OPEN, rekey: 'allow' });
     await s.recordIssuance(cert(randomUUID(), { lot: 'line-1' }), OPEN);
     expect((await s.getLot('line-1'))!.admitted).toBe(2);
-    expect(await messageOf(s.recordIssuance(cert(randomUUID(), { lot: 'line-1' }), OPEN))).toBe('lot line-1 is full: 2 of 2 devices enrolled');
+    expect(await messageOf(s.recordIssuance(cert(randomUUID(), { lot: 'line-1' }), OPEN))).toBe(
+      'lot line-1 is full: 2 of 2 devices enrolled',
+    );
     expect((await s.getDevice(a))!.lot).toBe('line-1');
     const rotated = await s.rotateLotToken('line-1', 'ff'.repeat(32));
     expect(rotated.tokenSha256).toBe('ff'.repeat(32));
@@ -223,12 +233,16 @@ describe.each(engines)('Store on %s', (_engine, open) => {
   it('fail/an expired lot refuses with its expiry time', async () => {
     const expiresAt = new Date(Date.now() - 60_000);
     await s.createLot(lot('old', { expiresAt }));
-    expect(await messageOf(s.recordIssuance(cert(randomUUID(), { lot: 'old' }), OPEN))).toBe(`lot old expired at ${expiresAt.toISOString()}`);
+    expect(await messageOf(s.recordIssuance(cert(randomUUID(), { lot: 'old' }), OPEN))).toBe(
+      `lot old expired at ${expiresAt.toISOString()}`,
+    );
   });
 
   it('ok/a full lot never over-admits under concurrent records', async () => {
     await s.createLot(lot('small', { maxDevices: 5 }));
-    const results = await Promise.all(Array.from({ length: 20 }, () => codeOf(s.recordIssuance(cert(randomUUID(), { lot: 'small' }), OPEN))));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => codeOf(s.recordIssuance(cert(randomUUID(), { lot: 'small' }), OPEN))),
+    );
     expect(results.filter((r) => r === undefined)).toHaveLength(5);
     expect(results.filter((r) => r === 'denied')).toHaveLength(15);
     expect((await s.getLot('small'))!.admitted).toBe(5);
@@ -340,6 +354,30 @@ describe.each(engines)('Store on %s', (_engine, open) => {
     await s.updateOutbox(c.serial, { status: 'delivered', attempts: 6, nextAttemptAt: now, lastError: '', deliveredAt: now });
     expect((await s.outboxSummary(now)).delivered).toBe(1);
     expect(await s.dueOutbox(new Date(Date.now() + 3_600_000), 10)).toEqual([]);
+  });
+
+  it('ok/the shared CRL: one claim at a time (until it runs out or the CRL is saved), then read by all', async () => {
+    const now = new Date();
+    expect(await s.publishedCrl()).toBeUndefined();
+    expect(await s.claimCrl(now, new Date(now.getTime() + 30_000))).toBe(true);
+    expect(await s.claimCrl(now, new Date(now.getTime() + 30_000))).toBe(false);
+    expect(await s.claimCrl(new Date(now.getTime() + 31_000), new Date(now.getTime() + 60_000))).toBe(true);
+    const crl = {
+      der: Buffer.from([0x30, 0x00]),
+      number: 7,
+      revision: 3,
+      thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + 3_600_000),
+      entries: 2,
+    };
+    await s.nextCrlNumber();
+    await s.saveCrl({ ...crl, number: await s.nextCrlNumber() });
+    const stored = await s.publishedCrl();
+    expect(stored).toMatchObject({ revision: 3, entries: 2, number: 2 });
+    expect(stored!.der.equals(crl.der)).toBe(true);
+    expect(stored!.nextUpdate.getTime()).toBe(crl.nextUpdate.getTime());
+    // saving lets the claim go
+    expect(await s.claimCrl(now, new Date(now.getTime() + 30_000))).toBe(true);
   });
 
   it('ok/readiness names the registry; ping answers', async () => {

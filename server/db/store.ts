@@ -194,6 +194,17 @@ export interface RecordOptions {
   rekey: 'deny' | 'allow';
 }
 
+/** The CRL made once for every server of a registry. */
+export interface StoredCrl {
+  der: Buffer;
+  number: number;
+  /** the registry's revocation revision it lists */
+  revision: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: number;
+}
+
 /** One check of /readyz: what it is, whether it passes, and a line for the operator. */
 export interface ReadinessCheck {
   name: string;
@@ -296,6 +307,12 @@ export interface Store {
   crlRevision(): Promise<number>;
   /** The next CRL number (monotonic across restarts and replicas). */
   nextCrlNumber(): Promise<number>;
+  /** The CRL made for every server of this registry, when one was made. */
+  publishedCrl(): Promise<StoredCrl | undefined>;
+  /** Claims the making of the next CRL until `until`; false while another server's claim runs. */
+  claimCrl(now: Date, until: Date): Promise<boolean>;
+  /** Stores a new CRL for every server, and lets the claim go. */
+  saveCrl(crl: StoredCrl): Promise<void>;
   ping(): Promise<void>;
   /** The registry's readiness checks (writer round trip, the file, free disk), each named. */
   readiness(): Promise<ReadinessCheck[]>;

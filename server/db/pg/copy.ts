@@ -66,10 +66,13 @@ export async function copySqliteToPg(sqlitePath: string, url: string): Promise<C
     for (const table of TABLES) {
       const { name } = getTableConfig(table);
       const [{ n }] = (await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows;
-      if (Number(n) > 0) throw new KilnError('conflict', `${to} is not empty (${name} has ${n} rows): db copy fills an empty registry only`);
+      if (Number(n) > 0)
+        throw new KilnError('conflict', `${to} is not empty (${name} has ${n} rows): db copy fills an empty registry only`);
     }
     // one snapshot of the source: a server writing to it meanwhile does not tear the copy
-    const read = src.transaction(() => TABLES.map((t) => src.prepare(`SELECT * FROM ${getTableConfig(t).name}`).all() as Record<string, unknown>[]));
+    const read = src.transaction(() =>
+      TABLES.map((t) => src.prepare(`SELECT * FROM ${getTableConfig(t).name}`).all() as Record<string, unknown>[]),
+    );
     const data = read();
     for (const [k, table] of TABLES.entries()) {
       const { name, columns } = getTableConfig(table);
@@ -100,7 +103,8 @@ export async function copySqliteToPg(sqlitePath: string, url: string): Promise<C
     for (const table of TABLES) {
       const { name } = getTableConfig(table);
       const [{ n }] = (await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`)).rows;
-      if (Number(n) !== counts[name]) throw new KilnError('internal', `after the copy ${name} has ${n} rows in ${to}, ${counts[name]} in ${sqlitePath}`);
+      if (Number(n) !== counts[name])
+        throw new KilnError('internal', `after the copy ${name} has ${n} rows in ${to}, ${counts[name]} in ${sqlitePath}`);
     }
     const source = serialsHash((src.prepare('SELECT serial FROM certificates').all() as { serial: string }[]).map((r) => r.serial));
     const target = serialsHash((await client.query<{ serial: string }>('SELECT serial FROM certificates')).rows.map((r) => r.serial));

@@ -1,6 +1,8 @@
 // The registry's tables on PostgreSQL: the same tables and columns as on SQLite
 // (server/db/sqlite/schema.ts), in PostgreSQL's types.
-import { bigserial, boolean, index, integer, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, customType, index, integer, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
@@ -182,4 +184,12 @@ export const crlState = pgTable('crl_state', {
   id: integer('id').primaryKey(),
   number: integer('number').notNull(),
   revision: integer('revision').notNull(),
+  /** The CRL the servers publish, made once for all of them: its DER, times, the revision it lists, and its entries */
+  der: bytea('der'),
+  thisUpdate: at('this_update'),
+  nextUpdate: at('next_update'),
+  madeRevision: integer('made_revision'),
+  entries: integer('entries'),
+  /** One server makes the next CRL; the others wait for it until this time */
+  makingUntil: at('making_until'),
 });

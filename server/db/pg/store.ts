@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { KilnError } from '../../../pki/errors.js';
 import { packageRoot } from '../../paths.js';
+import { crlColumns, storedCrl } from '../crl-row.js';
 import type {
   AdminToken,
   Approval,
@@ -410,6 +411,21 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
         'INSERT INTO crl_state (id, number, revision) VALUES (1, 1, 0) ON CONFLICT (id) DO UPDATE SET number = crl_state.number + 1 RETURNING number',
       );
       return r.rows[0].number;
+    },
+    async publishedCrl() {
+      return storedCrl((await db.select().from(crlState).where(eq(crlState.id, 1)))[0]);
+    },
+    async claimCrl(now, until) {
+      const r = await pool.query(
+        `INSERT INTO crl_state (id, number, revision, making_until) VALUES (1, 0, 0, $1)
+         ON CONFLICT (id) DO UPDATE SET making_until = excluded.making_until
+         WHERE crl_state.making_until IS NULL OR crl_state.making_until <= $2 RETURNING id`,
+        [until, now],
+      );
+      return r.rowCount === 1;
+    },
+    async saveCrl(c) {
+      await db.update(crlState).set(crlColumns(c)).where(eq(crlState.id, 1));
     },
     async ping() {
       await pool.query('SELECT 1');

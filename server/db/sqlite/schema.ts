@@ -1,4 +1,4 @@
-import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { blob, index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 export const certificates = sqliteTable(
   'certificates',
@@ -178,4 +178,12 @@ export const crlState = sqliteTable('crl_state', {
   id: integer('id').primaryKey(),
   number: integer('number').notNull(),
   revision: integer('revision').notNull(),
+  /** The CRL the servers publish, made once for all of them: its DER, times, the revision it lists, and its entries */
+  der: blob('der', { mode: 'buffer' }),
+  thisUpdate: integer('this_update', { mode: 'timestamp_ms' }),
+  nextUpdate: integer('next_update', { mode: 'timestamp_ms' }),
+  madeRevision: integer('made_revision'),
+  entries: integer('entries'),
+  /** One server makes the next CRL; the others wait for it until this time */
+  makingUntil: integer('making_until', { mode: 'timestamp_ms' }),
 });

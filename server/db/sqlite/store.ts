@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { KilnError } from '../../../pki/errors.js';
 import { makeDirs } from '../../make-dirs.js';
 import { packageRoot } from '../../paths.js';
+import { crlColumns, storedCrl } from '../crl-row.js';
 import type {
   ReadinessCheck,
   AdminToken,
@@ -453,6 +454,22 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     },
     async nextCrlNumber() {
       return nextCrlNumber();
+    },
+    async publishedCrl() {
+      return storedCrl(db.select().from(crlState).where(eq(crlState.id, 1)).get());
+    },
+    async claimCrl(now, until) {
+      return (
+        sqlite
+          .prepare(
+            `INSERT INTO crl_state (id, number, revision, making_until) VALUES (1, 0, 0, ?)
+             ON CONFLICT (id) DO UPDATE SET making_until = excluded.making_until WHERE making_until IS NULL OR making_until <= ?`,
+          )
+          .run(until.getTime(), now.getTime()).changes === 1
+      );
+    },
+    async saveCrl(c) {
+      db.update(crlState).set(crlColumns(c)).where(eq(crlState.id, 1)).run();
     },
     async rekeyAllowance(uuid) {
       return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
