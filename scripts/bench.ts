@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, wr
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { createCa } from '../pki/ca.js';
@@ -242,6 +243,17 @@ interface RunningBench {
   stop: () => Promise<void>;
 }
 
+/** A port the kernel says is free now. */
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
 /** One `kilnctl serve` on `db`, its JSON log in `runDir/<logName>`. */
 async function startOne(
   work: string,
@@ -252,7 +264,7 @@ async function startOne(
   db: string,
   logName: string,
 ): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const child = spawn(
     process.execPath,
     [
