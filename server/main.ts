@@ -215,7 +215,9 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     factory: pki.local.factory,
     gateway: urls.gateway,
     ostree: urls.ostree,
-    db: describeDb(config.db),
+    db: config.db.kind,
+    // where, the password hidden
+    registry: describeDb(config.db),
     // who may register: open is the reference's behaviour (any valid CSR)
     enrollment: config.enrollment,
     upstream: config.upstream ? config.upstream.mode : 'detached',

@@ -97,7 +97,7 @@ describe('PostgreSQL goes away and comes back', () => {
     expect(after.status).toBe(201);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
     // the log names the database without its password, and the server never stopped
-    expect(server.logs()).toMatch(/"db":"postgres:\/\/postgres@127\.0\.0\.1:\d+\/test/);
+    expect(server.logs()).toMatch(/"db":"postgres","registry":"postgres:\/\/postgres@127\.0\.0\.1:\d+\/test/);
     const [{ n }] = await pg.query<{ n: string }>('SELECT count(*) AS n FROM certificates');
     expect(Number(n)).toBe(2);
   }, 60_000);
