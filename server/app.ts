@@ -99,8 +99,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     } catch {
       db = 'unavailable';
     }
-    const key = deps.signer.describe();
-    const ok = db === 'ok' && key.state === 'ready';
+    const described = deps.signer.describe();
+    const ok = db === 'ok' && described.state === 'ready';
+    // token labels and PKCS#11 return codes are for the admin listener (/api/v1/readyz), not the device network
+    const key = { backend: described.backend, state: described.state === 'ready' ? 'ready' : 'failing' };
     const upstream = deps.upstreamState?.();
     const crl = deps.crl?.state();
     const ca = deps.caState?.();

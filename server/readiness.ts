@@ -43,8 +43,8 @@ export function createReadiness(d: {
       probe = {
         at: now,
         result: selfTest(d.signer).then(
-          () => ({ name: 'ca_key', ok: true, detail: d.signer.describe().backend }),
-          (err: Error) => ({ name: 'ca_key', ok: false, detail: `${err.message} (${d.signer.describe().state})` }),
+          () => ({ name: 'ca_key', ok: true, detail: JSON.stringify(d.signer.describe()) }),
+          (err: Error) => ({ name: 'ca_key', ok: false, detail: `${err.message} (${JSON.stringify(d.signer.describe())})` }),
         ),
       };
     return probe.result;

@@ -72,12 +72,24 @@ describe('CA key in SoftHSM2, device key in SoftHSM2', () => {
     expect(plain.stdout).toContain('local-ca.key: not in this directory: kilnctl serve needs it, or --ca-key pkcs11:');
   });
 
-  it('/healthz reports the PKCS#11 backend', async () => {
+  it('/healthz reports the PKCS#11 backend; the token and object only on the admin listener', async () => {
     const h = await request(`${server.url}/healthz`);
-    expect(await h.body.json()).toMatchObject({
-      status: 'ok',
-      key: { backend: 'pkcs11', state: 'ready', token: 'kiln-ca', object: 'local-ca' },
+    expect(await h.body.json()).toMatchObject({ status: 'ok', key: { backend: 'pkcs11', state: 'ready' } });
+    const text = await (await request(`${server.url}/healthz`)).body.text();
+    expect(text).not.toContain('kiln-ca');
+    const token = join(tempDir(), 'admin.token');
+    const made = kilnctl(
+      ['admin-tokens', 'create', 'ops', '--role', 'viewer', '--token-out', token, '--db', `sqlite:${join(work, 'kiln.db')}`],
+      { env: caHsm.env },
+    );
+    expect(made.code, made.stderr).toBe(0);
+    const ready = await request(`${server.adminUrl}/api/v1/readyz`, {
+      headers: { authorization: `Bearer ${readFileSync(token, 'utf8').trim()}` },
     });
+    const body = (await ready.body.json()) as { checks: { name: string; ok: boolean; detail: string }[] };
+    const key = body.checks.find((c) => c.name === 'ca_key')!;
+    expect(key.ok).toBe(true);
+    expect(key.detail).toContain('"token":"kiln-ca"');
   });
 
   it('a device with its key in another token registers; objects are as the contract says', async () => {
