@@ -22,7 +22,8 @@ export interface Metrics {
   registry: Registry;
   /** A finished registration request (/sign or EST): its status, refusal code, and where the time went. */
   request(route: Route, status: number, code: string | undefined, seconds: number, trace: SignTrace): void;
-  inFlight: Gauge;
+  /** Where the in-flight gauge reads /sign's count (read at scrape time, not updated per request). */
+  watchInFlight(read: () => number): void;
   /** A refusal before the request was read: overload (503) or the rate limit (429). */
   shed(reason: 'overload' | 'rate_limit'): void;
   /** The writer thread committed a batch of this many records. */
@@ -62,7 +63,15 @@ export function createMetrics(src: MetricsSources): Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
-  const inFlight = new Gauge({ name: 'kiln_sign_in_flight', help: '/sign requests being served', registers: [registry] });
+  let readInFlight = (): number => 0;
+  new Gauge({
+    name: 'kiln_sign_in_flight',
+    help: '/sign requests being served',
+    registers: [registry],
+    collect() {
+      this.set(readInFlight());
+    },
+  });
   const shed = new Counter({
     name: 'kiln_requests_shed_total',
     help: '/sign requests refused before they were read: overload (503) or rate_limit (429)',
@@ -167,12 +176,22 @@ export function createMetrics(src: MetricsSources): Metrics {
     registers: [registry],
   }).set({ version: src.version, node: process.version }, 1);
 
+  const counters = new Map<string, ReturnType<typeof registrations.labels>>();
+  const latencies = new Map<string, ReturnType<typeof latency.labels>>();
   return {
     registry,
-    inFlight,
+    watchInFlight: (read) => void (readInFlight = read),
     request(route, status, code, seconds, trace) {
-      registrations.inc({ route, outcome: outcomeOf(status, trace), reason: status >= 300 ? (code ?? 'unknown') : '' });
-      latency.observe({ route }, seconds);
+      // labelled children are looked up once per label set: the hot path does no label hashing
+      const outcome = outcomeOf(status, trace);
+      const reason = status >= 300 ? (code ?? 'unknown') : '';
+      const key = `${route}\u0000${outcome}\u0000${reason}`;
+      let counter = counters.get(key);
+      if (!counter) counters.set(key, (counter = registrations.labels(route, outcome, reason)));
+      counter.inc();
+      let byRoute = latencies.get(route);
+      if (!byRoute) latencies.set(route, (byRoute = latency.labels(route)));
+      byRoute.observe(seconds);
       if (trace.signMs !== undefined) signTime.observe(trace.signMs / 1000);
       if (trace.recordMs !== undefined) recordTime.observe(trace.recordMs / 1000);
     },

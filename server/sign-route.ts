@@ -96,6 +96,7 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
   const metrics = deps.metrics;
   const maxInFlight = deps.maxInFlight ?? 0;
   let inFlight = 0;
+  metrics?.watchInFlight(() => inFlight);
 
   return (req, res) => {
     const started = performance.now();
@@ -106,10 +107,7 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
 
     const answer = (status: number, type: string, body: string): void => {
       logRequest(deps.logger, { requestId, method: 'POST', path: '/sign', status, started, client, trace });
-      if (counted) {
-        inFlight--;
-        metrics?.inFlight.dec();
-      }
+      if (counted) inFlight--;
       metrics?.request('sign', status, trace.code, (performance.now() - started) / 1000, trace);
       if (res.destroyed) return;
       res.writeHead(status, {
@@ -145,7 +143,6 @@ export function createSignRoute(deps: SignRouteDeps): (req: IncomingMessage, res
     }
     inFlight++;
     counted = true;
-    metrics?.inFlight.inc();
     if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) {
       req.resume();
       return fail(new KilnError('unsupported_media_type', 'request body must be JSON (Content-Type: application/json)'));
