@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FACTORY, tempDir } from './helpers/pki.js';
 import { kilnctl, ROOT, run, runAsync, systemdRoot, type Run } from './helpers/proc.js';
 import { startSite, type Site } from './helpers/site.js';
+import { makeSoftHsm, SOFTHSM_MODULE } from './helpers/softhsm.js';
 
 const DEVICE_REGISTER = join(ROOT, 'bin/device-register');
 const KILN_RENEW = join(ROOT, 'scripts/kiln-renew');
@@ -249,6 +250,36 @@ describe('kiln-renew (sh: openssl + curl) under dash', () => {
     expect(r.code).toBe(77);
     expect(r.stderr).toContain(`renewal refused: HTTP 403: device ${d.uuid} is on the deny-list`);
     expect(files(d.sota)).toEqual(before);
+  });
+});
+
+describe('kiln-renew with the device key in an HSM (SoftHSM2)', () => {
+  it('ok/the key stays in the token; openssl and curl use it through the PKCS#11 engine; the new certificate goes into the token', async () => {
+    const hsm = makeSoftHsm();
+    const root = tempDir('kiln-renew-hsm-');
+    mkdirSync(join(root, 'etc/sota'), { recursive: true });
+    // this device's PINs, in the file the auto-register script makes (0600): never on a command line
+    writeFileSync(join(root, 'etc/sota/hsm'), `HSM_MODULE=${SOFTHSM_MODULE}\n`);
+    writeFileSync(join(root, 'etc/sota/hsm-pins'), 'HSM_PIN=87654321\nHSM_SOPIN=12345678\n', { mode: 0o600 });
+    const d = await registeredDevice(['-m', SOFTHSM_MODULE, '--hsm-pins-file', join(root, 'etc/sota/hsm-pins')], hsm.env);
+    expect(existsSync(join(d.sota, 'pkey.pem'))).toBe(false);
+    const before = Object.fromEntries(['client.pem', 'client.chained'].map((f) => [f, readFileSync(join(d.sota, f), 'utf8')]));
+    const r = await runAsync('dash', [KILN_RENEW, '--force', '--sota-dir', d.sota, '--est-url', est], {
+      env: { ...hsm.env, KILN_ROOT: root, KILN_HOOKS_DIR: join(root, 'no-hooks') },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const after = readFileSync(join(d.sota, 'client.pem'), 'utf8');
+    expect(after).not.toBe(before['client.pem']);
+    expect(verify(d.sota).stdout).toContain('OK');
+    const pub = (pem: string): string => run('sh', ['-c', 'printf "%s" "$0" | openssl x509 -noout -pubkey', pem]).stdout;
+    expect(pub(after)).toBe(pub(before['client.pem']));
+    expect(history(d.uuid).find((c) => c.serial === serial(before['client.pem']))?.supersededBy).toBe(serial(after));
+    // the token holds the new certificate under the contract's label and id
+    const certs = hsm.inspect('aktualizr', '87654321').filter((o) => o.class === 'certificate');
+    expect(certs.map((c) => [c.label, c.id])).toEqual([['client', '03']]);
+    const der = after.replace(/-----[^-]+-----|\s/g, '');
+    expect(certs[0].value).toBe(der);
+    expect(readFileSync(join(d.sota, 'client.chained'), 'utf8').startsWith(after)).toBe(true);
   });
 });
 

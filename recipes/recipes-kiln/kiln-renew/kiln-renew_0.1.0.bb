@@ -26,3 +26,5 @@ do_install() {
 
 FILES:${PN} += "${systemd_system_unitdir}/kiln-renew.service ${systemd_system_unitdir}/kiln-renew.timer ${sysconfdir}/kiln/post-register.d"
 RDEPENDS:${PN} = "openssl-bin curl"
+# a device key in an HSM: OpenSSL's PKCS#11 engine and pkcs11-tool
+RRECOMMENDS:${PN} = "libp11 opensc"
