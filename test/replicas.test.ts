@@ -18,6 +18,8 @@ let args: string[];
 const replicas: ServerProcess[] = [];
 /** uuid → how many times the stand-in created it (201); a repeat PUT is answered 409 */
 const created = new Map<string, number>();
+/** every PUT the stand-in received */
+let puts = 0;
 
 async function register(url: string, token: string): Promise<{ status: number; uuid: string; serial?: string }> {
   const d = await deviceCsr();
@@ -41,12 +43,13 @@ beforeAll(async () => {
   pg = await pgSchema();
   up = await startStandIn();
   up.answer((req) => {
+    puts++;
     // the device's name is its UUID here (lmp-device-register's default)
     const uuid = (JSON.parse(req.body) as { name: string }).name;
     const n = created.get(uuid) ?? 0;
-    if (n > 0) return { status: 409, body: '{"detail":"exists"}' };
+    if (n > 0) return { status: 409, body: '{"detail":"exists"}', delayMs: 300 };
     created.set(uuid, 1);
-    return { status: 201, body: '{}' };
+    return { status: 201, body: '{}', delayMs: 300 };
   });
   work = tempDir('kiln-replicas-');
   const pkiDir = join(work, 'pki');
@@ -104,7 +107,9 @@ describe('three replicas on one PostgreSQL', () => {
     const load = Promise.all(Array.from({ length: 6 }, (_, k) => client(k)));
     await new Promise((r) => setTimeout(r, 1500));
     const victim = replicas[1];
+    // the stand-in answers each PUT after 300 ms: the victim dies holding claimed, undelivered rows
     expect(await victim.stop('SIGKILL')).toBe(null);
+    const killedAt = Date.now();
     await new Promise((r) => setTimeout(r, 500));
     replicas[1] = await startKilnctl(args);
     await new Promise((r) => setTimeout(r, 1500));
@@ -138,9 +143,14 @@ describe('three replicas on one PostgreSQL', () => {
       if (Date.now() > deadline) throw new Error(`${left.n} deliveries still pending`);
       await new Promise((r) => setTimeout(r, 250));
     }
+    // the dead replica's claims were delivered by the others once their 30 s lease ran out
+    expect(Date.now() - killedAt).toBeGreaterThan(25_000);
     const uuids = new Set(rows.map((r) => r.uuid));
     expect(new Set(created.keys())).toEqual(uuids);
     expect([...created.values()].every((c) => c === 1)).toBe(true);
+    // rows are claimed, not raced for: the only second PUTs are of rows the victim had claimed
+    // (at most one claim of 16 in flight when it died)
+    expect(puts - created.size).toBeLessThanOrEqual(16);
   }, 120_000);
 
   it('ok/a denial made on the registry is seen by every replica at once', async () => {

@@ -10,7 +10,8 @@ export interface Seen {
   body: string;
 }
 
-export type Answer = { status: number; body: string; contentType?: string } | 'hang' | 'drop';
+/** An answer, sent after `delayMs` when given; or no answer at all ('hang'), or the connection cut ('drop'). */
+export type Answer = { status: number; body: string; contentType?: string; delayMs?: number } | 'hang' | 'drop';
 
 export interface StandIn {
   url: string;
@@ -31,8 +32,13 @@ export async function startStandIn(): Promise<StandIn> {
       const a = req.method === 'HEAD' ? { status: 200, body: '' } : decide(s);
       if (a === 'hang') return;
       if (a === 'drop') return req.socket.destroy();
-      res.writeHead(a.status, { 'Content-Type': a.contentType ?? 'application/json' });
-      res.end(a.body);
+      const send = (): void => {
+        if (res.destroyed) return;
+        res.writeHead(a.status, { 'Content-Type': a.contentType ?? 'application/json' });
+        res.end(a.body);
+      };
+      if (a.delayMs) setTimeout(send, a.delayMs);
+      else send();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
