@@ -151,6 +151,7 @@ describe('the writer thread dies', () => {
     }
     // kill it several times in a row: each time the next requests are refused at once, then it comes back
     let refusedWhileDown = 0;
+    let readyFailedWhileDown = 0;
     for (let round = 0; round < 3; round++) {
       const thread = running.writerThreadForTests();
       expect(thread).toBeDefined();
@@ -162,13 +163,17 @@ describe('the writer thread dies', () => {
         expect(r.body).toBe('device registry is unavailable; try again\n');
         refusedWhileDown++;
       }
-      if (ready.status === 503) expect(ready.body.checks.writer).toBe('failing');
+      if (ready.status === 503) {
+        expect(ready.body.checks.writer).toBe('failing');
+        readyFailedWhileDown++;
+      }
       await until('the writer to come back', async () => ((await readyz(url)).status === 200 ? true : undefined));
       const after = await sign(url);
       expect(after.status).toBe(201);
       acked.push(after.uuid);
     }
     expect(refusedWhileDown).toBeGreaterThan(0);
+    expect(readyFailedWhileDown).toBeGreaterThan(0);
     expect(lines.join('')).toMatch(/"event":"writer_down"/);
     expect(lines.join('')).toMatch(/"event":"writer_up","restarts":3/);
     await running.close();
