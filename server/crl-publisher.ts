@@ -134,7 +134,7 @@ export async function startCrlPublisher(
     if (now >= current.thisUpdate.getTime() + s.periodMs / 2) return true;
     if ((await deps.store.crlRevision()) !== revision) return true;
     // another server made a newer one
-    return ((await deps.store.publishedCrl())?.number ?? 0) > current.number;
+    return (await deps.store.publishedCrlNumber()) > current.number;
   };
 
   const tick = async (): Promise<void> => {

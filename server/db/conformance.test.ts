@@ -359,6 +359,7 @@ describe.each(engines)('Store on %s', (_engine, open) => {
   it('ok/the shared CRL: one claim at a time (until it runs out or the CRL is saved), then read by all', async () => {
     const now = new Date();
     expect(await s.publishedCrl()).toBeUndefined();
+    expect(await s.publishedCrlNumber()).toBe(0);
     expect(await s.claimCrl(now, new Date(now.getTime() + 30_000))).toBe(true);
     expect(await s.claimCrl(now, new Date(now.getTime() + 30_000))).toBe(false);
     expect(await s.claimCrl(new Date(now.getTime() + 31_000), new Date(now.getTime() + 60_000))).toBe(true);
@@ -374,6 +375,7 @@ describe.each(engines)('Store on %s', (_engine, open) => {
     await s.saveCrl({ ...crl, number: await s.nextCrlNumber() });
     const stored = await s.publishedCrl();
     expect(stored).toMatchObject({ revision: 3, entries: 2, number: 2 });
+    expect(await s.publishedCrlNumber()).toBe(2);
     expect(stored!.der.equals(crl.der)).toBe(true);
     expect(stored!.nextUpdate.getTime()).toBe(crl.nextUpdate.getTime());
     // saving lets the claim go

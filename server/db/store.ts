@@ -309,6 +309,8 @@ export interface Store {
   nextCrlNumber(): Promise<number>;
   /** The CRL made for every server of this registry, when one was made. */
   publishedCrl(): Promise<StoredCrl | undefined>;
+  /** Its number alone (0: none yet): what servers poll, without reading the CRL itself. */
+  publishedCrlNumber(): Promise<number>;
   /** Claims the making of the next CRL until `until`; false while another server's claim runs. */
   claimCrl(now: Date, until: Date): Promise<boolean>;
   /** Stores a new CRL for every server, and lets the claim go. */

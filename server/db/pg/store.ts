@@ -415,6 +415,16 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
     async publishedCrl() {
       return storedCrl((await db.select().from(crlState).where(eq(crlState.id, 1)))[0]);
     },
+    async publishedCrlNumber() {
+      return (
+        (
+          await db
+            .select({ n: crlState.number })
+            .from(crlState)
+            .where(and(eq(crlState.id, 1), isNotNull(crlState.der)))
+        )[0]?.n ?? 0
+      );
+    },
     async claimCrl(now, until) {
       const r = await pool.query(
         `INSERT INTO crl_state (id, number, revision, making_until) VALUES (1, 0, 0, $1)

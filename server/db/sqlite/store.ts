@@ -458,6 +458,15 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
     async publishedCrl() {
       return storedCrl(db.select().from(crlState).where(eq(crlState.id, 1)).get());
     },
+    async publishedCrlNumber() {
+      return (
+        db
+          .select({ n: crlState.number })
+          .from(crlState)
+          .where(and(eq(crlState.id, 1), isNotNull(crlState.der)))
+          .get()?.n ?? 0
+      );
+    },
     async claimCrl(now, until) {
       return (
         sqlite
