@@ -125,23 +125,31 @@ describe('GET /metrics', () => {
   });
 });
 
+/** `kilnctl serve`'s server in this process (so a test can reach its writer thread), its log lines kept. */
+async function inProcessServer(): Promise<{ running: RunningServer; dbPath: string; lines: string[] }> {
+  const { work, pkiDir } = newPki();
+  const dbPath = join(work, 'kiln.db');
+  const port = await freePort();
+  const config = parseServeConfig({
+    flags: { pkiDir, db: `sqlite:${dbPath}`, listen: `127.0.0.1:${port}`, adminListen: 'off', logLevel: 'warn' },
+    env: {},
+  });
+  const lines: string[] = [];
+  const running = await startServer(
+    config,
+    createJsonLogger((l) => void lines.push(l), 'warn'),
+  );
+  return { running, dbPath, lines };
+}
+
 describe('the writer thread dies', () => {
   let running: RunningServer | undefined;
   afterAll(async () => void (await running?.close()));
 
   it('fail/503 and a failing /readyz while it is down; it restarts by itself and no acknowledged certificate is lost', async () => {
-    const { work, pkiDir } = newPki();
-    const dbPath = join(work, 'kiln.db');
-    const port = await freePort();
-    const config = parseServeConfig({
-      flags: { pkiDir, db: `sqlite:${dbPath}`, listen: `127.0.0.1:${port}`, adminListen: 'off', logLevel: 'warn' },
-      env: {},
-    });
-    const lines: string[] = [];
-    running = await startServer(
-      config,
-      createJsonLogger((l) => void lines.push(l), 'warn'),
-    );
+    const started = await inProcessServer();
+    const { dbPath, lines } = started;
+    running = started.running;
     const url = running.url;
     const acked: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -199,6 +207,24 @@ describe('the registry file is deleted under the server', () => {
     expect(ready.status).toBe(503);
     expect(ready.body.checks.registry).toBe('failing');
     expect(server.logs()).toMatch(/"event":"registry_file","detail":"the registry file .*kiln\.db was deleted under the running server"/);
+  });
+
+  it('fail/a writer thread restarted after the file was deleted makes no new registry: it stays down, 503', async () => {
+    const { running, dbPath, lines } = await inProcessServer();
+    try {
+      expect((await sign(running.url)).status).toBe(201);
+      rmSync(dbPath);
+      await running.writerThreadForTests()!.terminate();
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(existsSync(dbPath)).toBe(false);
+      expect((await sign(running.url)).status).toBe(503);
+      const ready = await readyz(running.url);
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.writer).toBe('failing');
+      expect(lines.join('')).toMatch(/"event":"writer_down","cause":"cannot open [^"]*kiln\.db \(SQLITE_CANTOPEN\)"/);
+    } finally {
+      await running.close();
+    }
   });
 
   it('fail/replaced by another file: the same', async () => {

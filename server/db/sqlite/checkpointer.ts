@@ -25,7 +25,8 @@ interface CheckpointReport {
 }
 
 backgroundThread(); // never preempts the event loop or the writer when its timer fires
-const db = new Database((workerData as { path: string }).path);
+// an existing registry only: a thread starting after the file was deleted must not make a new one
+const db = new Database((workerData as { path: string }).path, { fileMustExist: true });
 db.pragma('busy_timeout = 5000');
 const timer = setInterval(() => {
   try {

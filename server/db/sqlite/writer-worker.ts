@@ -34,11 +34,13 @@ export type WriterReply =
 backgroundThread();
 // before the connection opens: the WAL buffer is a VFS, chosen when a file is opened
 const walBuffer = loadWalBuffer();
-const path = (workerData as { path: string }).path;
-const sqlite = new Database(path);
-// the file this connection writes: a registry deleted or replaced under the server must stop
-// the acknowledgements, not take them into an unlinked file that vanishes at the next start
-const opened = statSync(path);
+const { path, identity } = workerData as { path: string; identity?: { dev: number; ino: number } };
+// the server created the registry; this thread (started again after a crash, say) never makes a new one
+const sqlite = new Database(path, { fileMustExist: true });
+// the file the server opened: a registry deleted or replaced under the server must stop the
+// acknowledgements, not take them into an unlinked file that vanishes at the next start, nor
+// into a new one (a restarted thread compares with the file the server started on)
+const opened = identity ?? statSync(path);
 function fileProblem(): string | undefined {
   try {
     const now = statSync(path);

@@ -1,7 +1,7 @@
 // Talks to the SQLite writer thread (writer-worker.ts, built to dist/) and keeps one
 // running: a thread that dies is started again with back-off, and while it is down
 // every record is refused at once (503, the device retries) instead of waiting.
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { KilnError, type ErrorCode } from '../../../pki/errors.js';
@@ -41,7 +41,11 @@ const MAX_BACKOFF_MS = 10_000;
 const unavailable = (cause: string): KilnError =>
   new KilnError('unavailable', 'device registry is unavailable; try again', { cause: new Error(cause) });
 
-export function startWriterWorker(path: string, events: WriterEvents = {}): SupervisedWriter {
+export function startWriterWorker(
+  path: string,
+  events: WriterEvents = {},
+  identity: { dev: number; ino: number } = statSync(path),
+): SupervisedWriter {
   const script = WRITER_SCRIPT();
   if (!existsSync(script)) throw new KilnError('config', `${script} is missing: run npm run build`);
   type Pending = { resolve: (r: Repeat | undefined) => void; reject: (e: unknown) => void };
@@ -108,7 +112,7 @@ export function startWriterWorker(path: string, events: WriterEvents = {}): Supe
   };
 
   const start = (): void => {
-    const w = new Worker(script, { workerData: { path } });
+    const w = new Worker(script, { workerData: { path, identity: { dev: identity.dev, ino: identity.ino } } });
     worker = w;
     down = undefined;
     w.on('message', onMessage);
@@ -134,7 +138,10 @@ export function startWriterWorker(path: string, events: WriterEvents = {}): Supe
       }, wait);
       restartTimer.unref();
     };
-    w.on('error', (err) => died(err.message));
+    // a SqliteError reaches this thread as a bare object: its code is what is left of it
+    w.on('error', (err: Error & { code?: string }) =>
+      died(err.message ?? (err.code === 'SQLITE_CANTOPEN' ? `cannot open ${path} (SQLITE_CANTOPEN)` : String(err.code ?? err))),
+    );
     exited = new Promise<void>((resolve) =>
       w.once('exit', (code) => {
         died(`exited with code ${code}`);
