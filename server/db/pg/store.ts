@@ -4,7 +4,7 @@
 // advisory lock, so replicas starting together migrate once. The upstream outbox is
 // claimed row by row (FOR UPDATE SKIP LOCKED) with a lease: a replica that dies
 // mid-delivery leaves its rows to the others when the lease runs out.
-import { and, count, desc, eq, gt, inArray, isNotNull, isNull, min, sql, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, gt, inArray, isNotNull, isNull, lte, min, sql, type SQL } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import { join } from 'node:path';
@@ -25,6 +25,7 @@ import type {
   Store,
   UpstreamPause,
 } from '../store.js';
+import { guardStore } from '../guard.js';
 import { pgError, redactUrl } from './errors.js';
 import { createPgWriter } from './recorder.js';
 import {
@@ -190,27 +191,19 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
     },
     async dueOutbox(now, limit) {
       // claimed: skipped by the other replicas, and due again when the lease runs out
-      const r = await pool.query(
-        `UPDATE outbox SET next_attempt_at = $2 WHERE serial IN (
-           SELECT serial FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1
-           ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING serial, uuid, body, status, attempts, attempts_before_retry, next_attempt_at, last_error, created_at, delivered_at`,
-        [now, new Date(now.getTime() + leaseMs), limit],
-      );
-      return r.rows
-        .map((x): OutboxEntry => ({
-          serial: x.serial,
-          uuid: x.uuid,
-          body: x.body,
-          status: x.status,
-          attempts: x.attempts,
-          attemptsBeforeRetry: x.attempts_before_retry,
-          nextAttemptAt: x.next_attempt_at,
-          lastError: x.last_error,
-          createdAt: x.created_at,
-          deliveredAt: x.delivered_at,
-        }))
-        .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
+      const due = db
+        .select({ serial: outbox.serial })
+        .from(outbox)
+        .where(and(eq(outbox.status, 'pending'), lte(outbox.nextAttemptAt, now)))
+        .orderBy(outbox.nextAttemptAt)
+        .limit(limit)
+        .for('update', { skipLocked: true });
+      const claimed = await db
+        .update(outbox)
+        .set({ nextAttemptAt: new Date(now.getTime() + leaseMs) })
+        .where(inArray(outbox.serial, due))
+        .returning();
+      return (claimed as OutboxEntry[]).sort((x, y) => x.createdAt.getTime() - y.createdAt.getTime());
     },
     async updateOutbox(serial, change) {
       await db.update(outbox).set(change).where(eq(outbox.serial, serial));
@@ -459,7 +452,7 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
       await pool.end();
     },
   };
-  return guardPg(where, store);
+  return guardStore(store, (err) => pgError(err, where, 'use'));
 }
 
 /** Runs the migrations under a session advisory lock: replicas starting together migrate once. */
@@ -480,21 +473,4 @@ async function migrateLocked(pool: pg.Pool): Promise<void> {
   } finally {
     client.release();
   }
-}
-
-/** Database failures outside recording become one-line errors naming the database (password hidden). */
-function guardPg(where: string, s: Store): Store {
-  const guarded = { ...s } as Record<string, unknown>;
-  const keep = new Set(['recordIssuance', 'writerStats', 'writerThreadForTests', 'readiness']);
-  for (const [name, fn] of Object.entries(s)) {
-    if (keep.has(name) || typeof fn !== 'function') continue;
-    guarded[name] = async (...args: unknown[]) => {
-      try {
-        return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
-      } catch (err) {
-        throw pgError(err, where, 'use');
-      }
-    };
-  }
-  return guarded as unknown as Store;
 }

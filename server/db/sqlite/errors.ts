@@ -1,6 +1,5 @@
 // SQLite's failures as Kiln errors: a sentence an operator can act on and a sysexits code.
 import { fileError, isSystemError, KilnError, type ErrorCode } from '../../../pki/errors.js';
-import type { Store } from '../store.js';
 
 const sqliteCode = (err: unknown): string => String((err as { code?: unknown })?.code ?? '');
 
@@ -26,23 +25,4 @@ export function sqliteError(err: unknown, path: string, doing: 'open' | 'migrate
                 ? ['io', `cannot ${doing === 'use' ? 'use' : doing} ${at}: input/output error (${code})`]
                 : ['internal', `cannot ${doing} ${at}: ${(err as Error)?.message ?? String(err)}`];
   return new KilnError(kind, message, { cause: err });
-}
-
-/** The store with every call's SQLite failure mapped; recordIssuance is left alone (the writer maps its own). */
-const SYNC_OR_HOT = new Set(['recordIssuance', 'writerStats', 'writerThreadForTests']);
-
-export function guardSqlite(path: string, store: Store): Store {
-  const guarded = { ...store } as Record<string, unknown>;
-  for (const [name, fn] of Object.entries(store)) {
-    // the hot path keeps its own mapping; the synchronous accessors stay synchronous
-    if (SYNC_OR_HOT.has(name) || typeof fn !== 'function') continue;
-    guarded[name] = async (...args: unknown[]) => {
-      try {
-        return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
-      } catch (err) {
-        throw sqliteError(err, path, 'use');
-      }
-    };
-  }
-  return guarded as unknown as Store;
 }

@@ -24,7 +24,8 @@ import type {
   Store,
   UpstreamPause,
 } from '../store.js';
-import { guardSqlite, sqliteError } from './errors.js';
+import { sqliteError } from './errors.js';
+import { guardStore } from '../guard.js';
 import { createInlineWriter, createRecorder } from './recorder.js';
 import {
   adminTokens,
@@ -274,249 +275,249 @@ export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): St
       .where(gt(upstreamPause.until, now))
       .get();
 
-  return guardSqlite(path, {
-    recordIssuance: (cert, o) => writer.record(cert, o),
-    async findDenied(uuid) {
-      return findDenied(uuid);
-    },
-    async getDevice(uuid): Promise<Device | undefined> {
-      return db.select().from(devices).where(eq(devices.uuid, uuid)).get();
-    },
-    async listDevices(page: Page) {
-      return db.select().from(devices).orderBy(desc(devices.lastRegisteredAt), devices.uuid).limit(page.limit).offset(page.offset).all();
-    },
-    async certificatesOf(uuid) {
-      return db.select().from(certificates).where(eq(certificates.uuid, uuid)).orderBy(desc(certificates.issuedAt)).all();
-    },
-    async certificate(serial) {
-      return db.select().from(certificates).where(eq(certificates.serial, serial)).get();
-    },
-    async deny(uuids, reason, now) {
-      return deny(uuids, reason, now);
-    },
-    async deleteDevices(uuids, reason, now) {
-      deleteDevices(uuids, reason, now);
-    },
-    async listDenied(page) {
-      return db
-        .select()
-        .from(deniedDevices)
-        .orderBy(desc(deniedDevices.deniedAt), deniedDevices.uuid)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all();
-    },
-    async deleteDenied(uuids) {
-      deleteDenied(uuids);
-    },
-    async dueOutbox(now, limit) {
-      return db
-        .select()
-        .from(outbox)
-        .where(and(eq(outbox.status, 'pending'), lte(outbox.nextAttemptAt, now)))
-        .orderBy(outbox.nextAttemptAt)
-        .limit(limit)
-        .all() as OutboxEntry[];
-    },
-    async updateOutbox(serial, change) {
-      // on the writer thread when there is one: its commit (and fsync) never blocks the event loop
-      if (worker) return worker.updateOutbox(serial, change);
-      db.update(outbox).set(change).where(eq(outbox.serial, serial)).run();
-    },
-    async outboxSummary(now) {
-      const counts = db.select({ status: outbox.status, n: count() }).from(outbox).groupBy(outbox.status).all();
-      const oldest = db
-        .select({ at: min(outbox.createdAt) })
-        .from(outbox)
-        .where(eq(outbox.status, 'pending'))
-        .get()?.at;
-      const n = (st: string): number => counts.find((c) => c.status === st)?.n ?? 0;
-      return {
-        pending: n('pending'),
-        failed: n('failed'),
-        delivered: n('delivered'),
-        oldestPendingAgeSeconds: oldest ? Math.max(0, Math.round((now.getTime() - new Date(oldest).getTime()) / 1000)) : null,
-        paused: pauseOf(now) ?? null,
-      };
-    },
-    async listOutbox(filter, page) {
-      const q = db.select().from(outbox);
-      return (filter.status ? q.where(eq(outbox.status, filter.status)) : q)
-        .orderBy(desc(outbox.createdAt))
-        .limit(page.limit)
-        .offset(page.offset)
-        .all() as OutboxEntry[];
-    },
-    async retryOutbox(uuids, now) {
-      return retryOutbox(uuids, now);
-    },
-    async pauseUpstream(p) {
-      db.insert(upstreamPause)
-        .values({ id: 1, ...p })
-        .onConflictDoUpdate({ target: upstreamPause.id, set: p })
-        .run();
-    },
-    async upstreamPause(now) {
-      return pauseOf(now);
-    },
-    async allowRekey(uuids, reason, now) {
-      return allowRekey(uuids, reason, now);
-    },
-    async createLot(lot) {
-      if (lotOf(lot.name)) throw new KilnError('conflict', `lot ${lot.name} already exists`);
-      db.insert(lots).values(lot).run();
-      return lotOf(lot.name)!;
-    },
-    async getLot(name) {
-      return lotOf(name);
-    },
-    async lotByTokenHash(hash) {
-      return lotRow(lotByToken.get(hash));
-    },
-    async listLots() {
-      return db.select().from(lots).orderBy(desc(lots.createdAt), lots.name).all() as Lot[];
-    },
-    async revokeLot(name, now) {
-      const lot = mustLot(name);
-      if (!lot.revokedAt) db.update(lots).set({ revokedAt: now }).where(eq(lots.name, name)).run();
-      return lotOf(name)!;
-    },
-    async rotateLotToken(name, hash) {
-      mustLot(name);
-      db.update(lots).set({ tokenSha256: hash }).where(eq(lots.name, name)).run();
-      return lotOf(name)!;
-    },
-    async approval(uuid) {
-      return approvalOf(uuid);
-    },
-    async notePending(a, now) {
-      db.insert(approvals)
-        .values({ ...a, firstSeen: now, lastSeen: now, attempts: 1, status: 'pending', decidedAt: null })
-        .onConflictDoUpdate({
-          target: approvals.uuid,
-          set: { lastSeen: now, attempts: sql`${approvals.attempts} + 1`, clientAddress: a.clientAddress },
-        })
-        .run();
-      return approvalOf(a.uuid)!;
-    },
-    async listApprovals(filter, page) {
-      const q = db.select().from(approvals);
-      return (filter.status ? q.where(eq(approvals.status, filter.status)) : q)
-        .orderBy(desc(approvals.lastSeen), approvals.uuid)
-        .limit(page.limit)
-        .offset(page.offset)
-        .all() as Approval[];
-    },
-    async decideApprovals(uuids, decision, now) {
-      return decideApprovals(uuids, decision, now);
-    },
-    async preauthorization(uuid) {
-      return db.select().from(preauthorized).where(eq(preauthorized.uuid, uuid)).get();
-    },
-    async importPreauthorized(rows, now) {
-      return importPreauthorized(rows, now);
-    },
-    async createAdminToken(t) {
-      if (db.select().from(adminTokens).where(eq(adminTokens.name, t.name)).get())
-        throw new KilnError('conflict', `an admin token named ${t.name} already exists`);
-      db.insert(adminTokens)
-        .values({ ...t, revokedAt: null })
-        .run();
-      return { ...t, revokedAt: null };
-    },
-    async adminTokenByHash(hash) {
-      const row = adminByToken.get(hash);
-      return row && adminRow(row);
-    },
-    async listAdminTokens() {
-      return db.select().from(adminTokens).orderBy(adminTokens.name).all() as AdminToken[];
-    },
-    async revokeAdminToken(name, now) {
-      const found = db.select().from(adminTokens).where(eq(adminTokens.name, name)).get();
-      if (!found) throw new KilnError('not_found', `no admin token named ${name}`);
-      if (!found.revokedAt) db.update(adminTokens).set({ revokedAt: now }).where(eq(adminTokens.name, name)).run();
-      return db.select().from(adminTokens).where(eq(adminTokens.name, name)).get() as AdminToken;
-    },
-    async appendAudit(entry) {
-      db.insert(auditLog).values(entry).run();
-    },
-    async listAudit(page) {
-      return db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(page.limit).offset(page.offset).all() as AuditEntry[];
-    },
-    async revoke(target, reason, now) {
-      return revoke(target, reason, now);
-    },
-    async revokedCertificates() {
-      return revocations(isNotNull(certificates.revokedAt));
-    },
-    async crlRevision() {
-      return db.select({ r: crlState.revision }).from(crlState).where(eq(crlState.id, 1)).get()?.r ?? 0;
-    },
-    async nextCrlNumber() {
-      return nextCrlNumber();
-    },
-    async publishedCrl() {
-      return storedCrl(db.select().from(crlState).where(eq(crlState.id, 1)).get());
-    },
-    async publishedCrlNumber() {
-      return (
-        db
-          .select({ n: crlState.number })
-          .from(crlState)
-          .where(and(eq(crlState.id, 1), isNotNull(crlState.der)))
-          .get()?.n ?? 0
-      );
-    },
-    async claimCrl(now, until) {
-      return (
-        sqlite
-          .prepare(
-            `INSERT INTO crl_state (id, number, revision, making_until) VALUES (1, 0, 0, ?)
+  return guardStore(
+    {
+      recordIssuance: (cert, o) => writer.record(cert, o),
+      async findDenied(uuid) {
+        return findDenied(uuid);
+      },
+      async getDevice(uuid): Promise<Device | undefined> {
+        return db.select().from(devices).where(eq(devices.uuid, uuid)).get();
+      },
+      async listDevices(page: Page) {
+        return db.select().from(devices).orderBy(desc(devices.lastRegisteredAt), devices.uuid).limit(page.limit).offset(page.offset).all();
+      },
+      async certificatesOf(uuid) {
+        return db.select().from(certificates).where(eq(certificates.uuid, uuid)).orderBy(desc(certificates.issuedAt)).all();
+      },
+      async certificate(serial) {
+        return db.select().from(certificates).where(eq(certificates.serial, serial)).get();
+      },
+      async deny(uuids, reason, now) {
+        return deny(uuids, reason, now);
+      },
+      async deleteDevices(uuids, reason, now) {
+        deleteDevices(uuids, reason, now);
+      },
+      async listDenied(page) {
+        return db
+          .select()
+          .from(deniedDevices)
+          .orderBy(desc(deniedDevices.deniedAt), deniedDevices.uuid)
+          .limit(page.limit)
+          .offset(page.offset)
+          .all();
+      },
+      async deleteDenied(uuids) {
+        deleteDenied(uuids);
+      },
+      async dueOutbox(now, limit) {
+        return db
+          .select()
+          .from(outbox)
+          .where(and(eq(outbox.status, 'pending'), lte(outbox.nextAttemptAt, now)))
+          .orderBy(outbox.nextAttemptAt)
+          .limit(limit)
+          .all() as OutboxEntry[];
+      },
+      async updateOutbox(serial, change) {
+        // on the writer thread when there is one: its commit (and fsync) never blocks the event loop
+        if (worker) return worker.updateOutbox(serial, change);
+        db.update(outbox).set(change).where(eq(outbox.serial, serial)).run();
+      },
+      async outboxSummary(now) {
+        const counts = db.select({ status: outbox.status, n: count() }).from(outbox).groupBy(outbox.status).all();
+        const oldest = db
+          .select({ at: min(outbox.createdAt) })
+          .from(outbox)
+          .where(eq(outbox.status, 'pending'))
+          .get()?.at;
+        const n = (st: string): number => counts.find((c) => c.status === st)?.n ?? 0;
+        return {
+          pending: n('pending'),
+          failed: n('failed'),
+          delivered: n('delivered'),
+          oldestPendingAgeSeconds: oldest ? Math.max(0, Math.round((now.getTime() - new Date(oldest).getTime()) / 1000)) : null,
+          paused: pauseOf(now) ?? null,
+        };
+      },
+      async listOutbox(filter, page) {
+        const q = db.select().from(outbox);
+        return (filter.status ? q.where(eq(outbox.status, filter.status)) : q)
+          .orderBy(desc(outbox.createdAt))
+          .limit(page.limit)
+          .offset(page.offset)
+          .all() as OutboxEntry[];
+      },
+      async retryOutbox(uuids, now) {
+        return retryOutbox(uuids, now);
+      },
+      async pauseUpstream(p) {
+        db.insert(upstreamPause)
+          .values({ id: 1, ...p })
+          .onConflictDoUpdate({ target: upstreamPause.id, set: p })
+          .run();
+      },
+      async upstreamPause(now) {
+        return pauseOf(now);
+      },
+      async allowRekey(uuids, reason, now) {
+        return allowRekey(uuids, reason, now);
+      },
+      async createLot(lot) {
+        if (lotOf(lot.name)) throw new KilnError('conflict', `lot ${lot.name} already exists`);
+        db.insert(lots).values(lot).run();
+        return lotOf(lot.name)!;
+      },
+      async getLot(name) {
+        return lotOf(name);
+      },
+      async lotByTokenHash(hash) {
+        return lotRow(lotByToken.get(hash));
+      },
+      async listLots() {
+        return db.select().from(lots).orderBy(desc(lots.createdAt), lots.name).all() as Lot[];
+      },
+      async revokeLot(name, now) {
+        const lot = mustLot(name);
+        if (!lot.revokedAt) db.update(lots).set({ revokedAt: now }).where(eq(lots.name, name)).run();
+        return lotOf(name)!;
+      },
+      async rotateLotToken(name, hash) {
+        mustLot(name);
+        db.update(lots).set({ tokenSha256: hash }).where(eq(lots.name, name)).run();
+        return lotOf(name)!;
+      },
+      async approval(uuid) {
+        return approvalOf(uuid);
+      },
+      async notePending(a, now) {
+        db.insert(approvals)
+          .values({ ...a, firstSeen: now, lastSeen: now, attempts: 1, status: 'pending', decidedAt: null })
+          .onConflictDoUpdate({
+            target: approvals.uuid,
+            set: { lastSeen: now, attempts: sql`${approvals.attempts} + 1`, clientAddress: a.clientAddress },
+          })
+          .run();
+        return approvalOf(a.uuid)!;
+      },
+      async listApprovals(filter, page) {
+        const q = db.select().from(approvals);
+        return (filter.status ? q.where(eq(approvals.status, filter.status)) : q)
+          .orderBy(desc(approvals.lastSeen), approvals.uuid)
+          .limit(page.limit)
+          .offset(page.offset)
+          .all() as Approval[];
+      },
+      async decideApprovals(uuids, decision, now) {
+        return decideApprovals(uuids, decision, now);
+      },
+      async preauthorization(uuid) {
+        return db.select().from(preauthorized).where(eq(preauthorized.uuid, uuid)).get();
+      },
+      async importPreauthorized(rows, now) {
+        return importPreauthorized(rows, now);
+      },
+      async createAdminToken(t) {
+        if (db.select().from(adminTokens).where(eq(adminTokens.name, t.name)).get())
+          throw new KilnError('conflict', `an admin token named ${t.name} already exists`);
+        db.insert(adminTokens)
+          .values({ ...t, revokedAt: null })
+          .run();
+        return { ...t, revokedAt: null };
+      },
+      async adminTokenByHash(hash) {
+        const row = adminByToken.get(hash);
+        return row && adminRow(row);
+      },
+      async listAdminTokens() {
+        return db.select().from(adminTokens).orderBy(adminTokens.name).all() as AdminToken[];
+      },
+      async revokeAdminToken(name, now) {
+        const found = db.select().from(adminTokens).where(eq(adminTokens.name, name)).get();
+        if (!found) throw new KilnError('not_found', `no admin token named ${name}`);
+        if (!found.revokedAt) db.update(adminTokens).set({ revokedAt: now }).where(eq(adminTokens.name, name)).run();
+        return db.select().from(adminTokens).where(eq(adminTokens.name, name)).get() as AdminToken;
+      },
+      async appendAudit(entry) {
+        db.insert(auditLog).values(entry).run();
+      },
+      async listAudit(page) {
+        return db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(page.limit).offset(page.offset).all() as AuditEntry[];
+      },
+      async revoke(target, reason, now) {
+        return revoke(target, reason, now);
+      },
+      async revokedCertificates() {
+        return revocations(isNotNull(certificates.revokedAt));
+      },
+      async crlRevision() {
+        return db.select({ r: crlState.revision }).from(crlState).where(eq(crlState.id, 1)).get()?.r ?? 0;
+      },
+      async nextCrlNumber() {
+        return nextCrlNumber();
+      },
+      async publishedCrl() {
+        return storedCrl(db.select().from(crlState).where(eq(crlState.id, 1)).get());
+      },
+      async publishedCrlNumber() {
+        return (
+          db
+            .select({ n: crlState.number })
+            .from(crlState)
+            .where(and(eq(crlState.id, 1), isNotNull(crlState.der)))
+            .get()?.n ?? 0
+        );
+      },
+      async claimCrl(now, until) {
+        return (
+          sqlite
+            .prepare(
+              `INSERT INTO crl_state (id, number, revision, making_until) VALUES (1, 0, 0, ?)
              ON CONFLICT (id) DO UPDATE SET making_until = excluded.making_until WHERE making_until IS NULL OR making_until <= ?`,
-          )
-          .run(until.getTime(), now.getTime()).changes === 1
-      );
-    },
-    async saveCrl(c) {
-      db.update(crlState).set(crlColumns(c)).where(eq(crlState.id, 1)).run();
-    },
-    async rekeyAllowance(uuid) {
-      return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
-    },
-    async ping() {
-      sqlite.prepare('select 1').get();
-    },
-    async readiness() {
-      const checks: ReadinessCheck[] = [];
-      if (worker) {
-        const started = performance.now();
-        try {
-          await worker.ping();
-          checks.push({ name: 'writer', ok: true, detail: `round trip ${(performance.now() - started).toFixed(1)} ms` });
-        } catch (err) {
-          const detail = String((err as KilnError).cause ?? err).replace(/^Error: /, '');
-          // a moved or unwritable file answers the ping too: name the check it fails
-          const file = /registry file|not writable/.test(detail);
-          checks.push({ name: 'writer', ok: file, detail: file ? 'answers' : detail });
-          if (file) checks.push({ name: 'registry', ok: false, detail });
-        }
-        if (!checks.some((c) => c.name === 'registry')) checks.push({ name: 'registry', ok: true, detail: path });
-      } else {
+            )
+            .run(until.getTime(), now.getTime()).changes === 1
+        );
+      },
+      async saveCrl(c) {
+        db.update(crlState).set(crlColumns(c)).where(eq(crlState.id, 1)).run();
+      },
+      async rekeyAllowance(uuid) {
+        return db.select().from(rekeyAllowances).where(eq(rekeyAllowances.uuid, uuid)).get();
+      },
+      async ping() {
         sqlite.prepare('select 1').get();
-        checks.push({ name: 'registry', ok: true, detail: path });
-      }
-      if (path !== ':memory:') checks.push(diskCheck(dirname(path), opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES));
-      return checks;
+      },
+      async readiness() {
+        const checks: ReadinessCheck[] = [];
+        if (worker) {
+          const started = performance.now();
+          let fileProblem: string | undefined;
+          try {
+            fileProblem = await worker.ping();
+            checks.push({ name: 'writer', ok: true, detail: `round trip ${(performance.now() - started).toFixed(1)} ms` });
+          } catch (err) {
+            checks.push({ name: 'writer', ok: false, detail: String((err as KilnError).cause ?? err).replace(/^Error: /, '') });
+          }
+          checks.push({ name: 'registry', ok: !fileProblem, detail: fileProblem ?? path });
+        } else {
+          sqlite.prepare('select 1').get();
+          checks.push({ name: 'registry', ok: true, detail: path });
+        }
+        if (path !== ':memory:') checks.push(diskCheck(dirname(path), opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES));
+        return checks;
+      },
+      writerStats() {
+        return worker?.stats();
+      },
+      writerThreadForTests() {
+        return worker?.threadForTests();
+      },
+      async close() {
+        await writer.close();
+        if (sqlite.open) sqlite.close();
+      },
     },
-    writerStats() {
-      return worker?.stats();
-    },
-    writerThreadForTests() {
-      return worker?.threadForTests();
-    },
-    async close() {
-      await writer.close();
-      if (sqlite.open) sqlite.close();
-    },
-  });
+    (err) => sqliteError(err, path, 'use'),
+  );
 }

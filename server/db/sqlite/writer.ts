@@ -25,8 +25,11 @@ export interface WriterEvents {
 }
 
 export interface SupervisedWriter extends Writer {
-  /** A round trip to the thread: its connection answers, the file is the one it opened and is writable. */
-  ping(timeoutMs?: number): Promise<void>;
+  /**
+   * A round trip to the thread. Resolves with what is wrong with the registry file (deleted,
+   * replaced, not writable), undefined when nothing is; rejects when the thread does not answer.
+   */
+  ping(timeoutMs?: number): Promise<string | undefined>;
   updateOutbox(
     serial: string,
     change: Pick<OutboxEntry, 'status' | 'attempts' | 'nextAttemptAt' | 'lastError' | 'deliveredAt'>,
@@ -50,7 +53,7 @@ export function startWriterWorker(
   if (!existsSync(script)) throw new KilnError('config', `${script} is missing: run npm run build`);
   type Pending = { resolve: (r: Repeat | undefined) => void; reject: (e: unknown) => void };
   const pending = new Map<number, Pending>();
-  const calls = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+  const calls = new Map<number, { resolve: (fileProblem?: string) => void; reject: (e: unknown) => void }>();
   let next = 0;
   // records from one event-loop turn travel in one message
   let outgoing: { id: number; row: RecordRow }[] = [];
@@ -87,10 +90,11 @@ export function startWriterWorker(
       const c = calls.get(id);
       calls.delete(id);
       if (!c) return;
-      if (m.problem) {
-        if ('pong' in m && m.file) events.fileProblem?.(m.problem);
-        c.reject(unavailable(m.problem));
-      } else c.resolve();
+      if ('pong' in m && m.problem && m.file) {
+        events.fileProblem?.(m.problem);
+        c.resolve(m.problem);
+      } else if (m.problem) c.reject(unavailable(m.problem));
+      else c.resolve();
       return;
     }
     if ('failed' in m) {
@@ -151,7 +155,7 @@ export function startWriterWorker(
   };
   start();
 
-  const call = (msg: (id: number) => WriterRequest, timeoutMs: number): Promise<void> =>
+  const call = (msg: (id: number) => WriterRequest, timeoutMs: number): Promise<string | undefined> =>
     new Promise((resolve, reject) => {
       if (down || !worker) return reject(down ?? unavailable('no writer thread'));
       const id = next++;
@@ -160,7 +164,7 @@ export function startWriterWorker(
         reject(unavailable(`the writer thread did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
       calls.set(id, {
-        resolve: () => (clearTimeout(timer), resolve()),
+        resolve: (fileProblem) => (clearTimeout(timer), resolve(fileProblem)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       });
       worker.postMessage(msg(id));
@@ -184,7 +188,7 @@ export function startWriterWorker(
         change.deliveredAt ? change.deliveredAt.getTime() : null,
         serial,
       ];
-      return call((id) => ({ outbox: { id, row } }), 30_000);
+      return call((id) => ({ outbox: { id, row } }), 30_000).then(() => undefined);
     },
     stats: () => ({ state: closing ? 'closed' : down ? 'restarting' : 'running', queueDepth: pending.size, restarts }),
     threadForTests: () => worker,
