@@ -1,13 +1,12 @@
 // `kilnctl db copy --from sqlite:… --to postgres://…`: moves a whole SQLite registry into
 // an empty PostgreSQL one, in one transaction, table by table, then checks that every
 // table holds as many rows on both sides and that the certificates' serials are the same.
-import Database from 'better-sqlite3';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { KilnError } from '../../../pki/errors.js';
 import { openSqliteStore } from '../sqlite/store.js';
-import { sqliteError } from '../sqlite/errors.js';
+import { openReadOnly } from '../sqlite/backup.js';
 import { pgError, redactUrl } from './errors.js';
 import * as schema from './schema.js';
 import { openPgStore } from './store.js';
@@ -45,12 +44,7 @@ export async function copySqliteToPg(sqlitePath: string, url: string): Promise<C
   const to = redactUrl(url);
   // the source at the current schema (an older registry is migrated, as the server would)
   await openSqliteStore(sqlitePath, { create: false }).close();
-  let src: Database.Database;
-  try {
-    src = new Database(sqlitePath, { readonly: true, fileMustExist: true });
-  } catch (err) {
-    throw sqliteError(err, sqlitePath, 'open');
-  }
+  const src = openReadOnly(sqlitePath);
   // the target's tables, made by its migrations
   await (await openPgStore(url)).close();
   const client = new pg.Client({ connectionString: url });

@@ -29,6 +29,16 @@ export interface RegistryReport {
   counts: Record<string, number>;
 }
 
+/** A registry file opened read-only: it must exist (66 when it does not). */
+export function openReadOnly(path: string): Database.Database {
+  if (!existsSync(path)) throw new KilnError('no_input', `no registry at ${path}`);
+  try {
+    return new Database(path, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    throw sqliteError(err, path, 'open');
+  }
+}
+
 const fsyncFile = (path: string): void => {
   const fd = openSync(path, 'r');
   try {
@@ -41,15 +51,9 @@ const fsyncFile = (path: string): void => {
 /** Writes a consistent copy of the registry at `source` to `target` (which must not exist); returns its report. */
 export function backupRegistry(source: string, target: string): RegistryReport {
   if (existsSync(target)) throw new KilnError('cant_create', `${target} exists: a backup never overwrites a file`);
-  if (!existsSync(source)) throw new KilnError('no_input', `no registry at ${source}`);
+  const db = openReadOnly(source);
   const partial = join(dirname(target), `.${target.split('/').pop()}.partial`);
   rmSync(partial, { force: true });
-  let db: Database.Database;
-  try {
-    db = new Database(source, { readonly: true, fileMustExist: true });
-  } catch (err) {
-    throw sqliteError(err, source, 'open');
-  }
   try {
     db.pragma('busy_timeout = 5000');
     db.prepare('VACUUM INTO ?').run(partial);
@@ -68,13 +72,7 @@ export function backupRegistry(source: string, target: string): RegistryReport {
 
 /** Checks a registry file (a backup): integrity, its migrations, and what it holds. */
 export function verifyRegistry(file: string): RegistryReport {
-  if (!existsSync(file)) throw new KilnError('no_input', `no registry at ${file}`);
-  let db: Database.Database;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-  } catch (err) {
-    throw sqliteError(err, file, 'open');
-  }
+  const db = openReadOnly(file);
   try {
     const problems = db.pragma('integrity_check') as { integrity_check: string }[];
     if (problems.length !== 1 || problems[0].integrity_check !== 'ok')
