@@ -1,14 +1,35 @@
 // Writing the device files into the sota directory as one unit: every file is
 // staged (temp file, fsync), then all are renamed into place in one synchronous
 // step; a failure puts back exactly what was there before.
-import { closeSync, existsSync, lstatSync, fsyncSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
-import { KilnError } from '../../pki/errors.js';
+import { KilnError, unreadable } from '../../pki/errors.js';
 
 export interface DeviceFile {
   name: string;
   content: string;
   mode: number;
+}
+
+/** A file the device needs, read whole; when it cannot be, one line naming it (66, 77, 74). */
+export function readDeviceFile(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw unreadable(what, path, err);
+  }
 }
 
 /** A response key becomes a file name only if it is a plain name. */

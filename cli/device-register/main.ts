@@ -6,9 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCsr, DEVICE_CSR_EXTENSIONS, deviceSubject } from '../../pki/csr-builder.js';
 import { pem } from '../../pki/der.js';
-import { KilnError, unreadable } from '../../pki/errors.js';
-import { parseCertificatePem } from '../../pki/certificate.js';
-import { createStaging, isPlainFileName, type DeviceFile } from './files.js';
+import { KilnError } from '../../pki/errors.js';
+import { parseCertificatePem, type ParsedCertificate } from '../../pki/certificate.js';
+import { createStaging, isPlainFileName, readDeviceFile, type DeviceFile } from './files.js';
 import { p11Section } from './hsm-config.js';
 import { openDeviceHsm, type DeviceHsm } from './hsm.js';
 import { checkReachable, parseFiles, postSign, refusal } from './http.js';
@@ -32,31 +32,6 @@ function readOsRelease(path: string): Record<string, string> {
   }
 }
 
-function readToken(path: string): string {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch (err) {
-    throw unreadable('the API token file', path, err);
-  }
-}
-
-/** HSM_PIN= and HSM_SOPIN= lines of a PIN file (0600, written once per device). */
-function readPins(path: string): Record<string, string> {
-  try {
-    return parseOsRelease(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw unreadable('the HSM PIN file', path, err);
-  }
-}
-
-function readCaFile(path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw unreadable('the CA file', path, err);
-  }
-}
-
 function startDaemon(command: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('/bin/sh', ['-c', command], (err, _out, stderr) =>
@@ -71,9 +46,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   if (raw.help) return (say(helpText()), 0);
   if (raw.version) return (say(`device-register ${VERSION}\n`), 0);
   const o = resolveOptions(raw, env, readOsRelease(osReleasePath(raw)));
-  if (o.apiTokenFile) o.apiToken = readToken(o.apiTokenFile);
+  if (o.apiTokenFile) o.apiToken = readDeviceFile('the API token file', o.apiTokenFile).toString('utf8').trim();
   if (o.hsmPinsFile) {
-    const pins = readPins(o.hsmPinsFile);
+    // HSM_PIN= and HSM_SOPIN= lines of a PIN file (0600, written once per device)
+    const pins = parseOsRelease(readDeviceFile('the HSM PIN file', o.hsmPinsFile).toString('utf8'));
     o.hsmPin ??= pins.HSM_PIN;
     o.hsmSoPin ??= pins.HSM_SOPIN || undefined;
     if (!o.hsmPin) throw new KilnError('config', `${o.hsmPinsFile} has no HSM_PIN= line`);
@@ -107,8 +83,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let serial: string;
   try {
-    await register(o, staging, hsm, identity);
+    serial = await register(o, staging, hsm, identity);
   } catch (err) {
     staging.abort();
     hsm?.rollback();
@@ -124,12 +101,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, say: (s: stri
   }
   clearPending(o.sotaDir);
   say(`Device ${o.uuid} (${o.name}) is now registered${o.production ? ' as a production device' : ''}.\n`);
-  let serial = '';
-  try {
-    serial = parseCertificatePem(readFileSync(join(o.sotaDir, 'client.pem'), 'utf8')).serialHex;
-  } catch {
-    /* the hooks get an empty serial rather than no hooks */
-  }
   runHooks(o.hooksDir, { event: 'register', uuid: o.uuid, sotaDir: o.sotaDir, serial }, (l) =>
     process.stderr.write(`device-register: ${l}\n`),
   );
@@ -142,7 +113,7 @@ async function register(
   staging: ReturnType<typeof createStaging>,
   hsm: DeviceHsm | undefined,
   identity: { key?: KeyObject },
-): Promise<void> {
+): Promise<string> {
   const key = hsm ? undefined : (identity.key ??= generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
   const csr = pem(
     'CERTIFICATE REQUEST',
@@ -153,7 +124,7 @@ async function register(
     }),
   );
 
-  const ca = o.caFile ? readCaFile(o.caFile) : undefined;
+  const ca = o.caFile ? readDeviceFile('the CA file', o.caFile) : undefined;
   await checkReachable(o.deviceApi, o.timeoutMs, ca);
   const answer = await postSign(o.deviceApi, buildSignBody(o, csr), { [o.apiTokenHeader]: o.apiToken }, o.timeoutMs, ca);
   if (answer.status !== 201) throw refusal(answer);
@@ -167,14 +138,15 @@ async function register(
     files.push({ name, content, mode: 0o644 });
   }
   if (!returned['client.pem']) throw new KilnError('bad_request', 'server answered 201 without client.pem');
+  let cert: ParsedCertificate | undefined;
+  try {
+    cert = parseCertificatePem(returned['client.pem']);
+  } catch {
+    // written as sent (the hooks get an empty serial); an HSM cannot store it
+    if (hsm) throw new KilnError('bad_request', 'server answered 201 with a client.pem that is not a certificate');
+  }
   if (hsm) {
-    let cert;
-    try {
-      cert = parseCertificatePem(returned['client.pem']);
-    } catch {
-      throw new KilnError('bad_request', 'server answered 201 with a client.pem that is not a certificate');
-    }
-    hsm.importCertificate(cert.der, cert.subjectDer);
+    hsm.importCertificate(cert!.der, cert!.subjectDer);
     // sota.toml now carries the PIN: readable by root only
     const toml = files.find((f) => f.name === 'sota.toml');
     if (toml) Object.assign(toml, { content: toml.content + p11Section(o.hsmModule!, o.hsmPin ?? ''), mode: 0o600 });
@@ -185,4 +157,5 @@ async function register(
   staging.prepare();
   staging.stage(files);
   staging.commit();
+  return cert?.serialHex ?? '';
 }

@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { certificatePem, parseCertificatePem, pemCertificates, type ParsedCertificate } from '../../pki/certificate.js';
 import { createCsr, DEVICE_CSR_EXTENSIONS } from '../../pki/csr-builder.js';
-import { KilnError, unreadable } from '../../pki/errors.js';
+import { KilnError } from '../../pki/errors.js';
 import { nameValue } from '../../pki/name.js';
 import { OID } from '../../pki/oids.js';
 import { readCertsOnlyPkcs7 } from '../../pki/pkcs7.js';
 import { createKeySigner } from '../../pki/signer.js';
-import { createStaging } from './files.js';
+import { createStaging, readDeviceFile } from './files.js';
 import { HOOKS_DIR, runHooks } from './hooks.js';
 import { postReenroll, reasonOf, refusal } from './http.js';
 
@@ -43,13 +43,7 @@ const PENDING_KEY = '.kiln-renew.key';
 export const renewalDue = (c: { notBefore: Date; notAfter: Date }): Date =>
   new Date(c.notBefore.getTime() + ((c.notAfter.getTime() - c.notBefore.getTime()) * 2) / 3);
 
-function read(sotaDir: string, name: string, what: string): string {
-  try {
-    return readFileSync(join(sotaDir, name), 'utf8');
-  } catch (err) {
-    throw unreadable(what, join(sotaDir, name), err);
-  }
-}
+const read = (path: string, what: string): string => readDeviceFile(what, path).toString('utf8');
 
 function estBase(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const given = flag ?? env.KILN_EST_URL;
@@ -83,7 +77,7 @@ export async function renewMain(argv: string[], env: NodeJS.ProcessEnv, say: (s:
   if (!(timeout > 0 && timeout <= 600)) throw new KilnError('usage', '--timeout must be between 0 and 600 seconds');
   const url = `${estBase(a['est-url'], env)}/simplereenroll`;
 
-  const certPem = read(sotaDir, 'client.pem', 'the device certificate');
+  const certPem = read(join(sotaDir, 'client.pem'), 'the device certificate');
   let current: ParsedCertificate;
   try {
     current = parseCertificatePem(certPem);
@@ -95,8 +89,8 @@ export async function renewMain(argv: string[], env: NodeJS.ProcessEnv, say: (s:
       'config',
       `${sotaDir} has no pkey.pem: the device key is in an HSM, which device-register renew cannot use for TLS; use kiln-renew (curl with the PKCS#11 engine)`,
     );
-  const keyPem = read(sotaDir, 'pkey.pem', 'the device key');
-  const chained = existsSync(join(sotaDir, 'client.chained')) ? read(sotaDir, 'client.chained', 'the certificate chain') : certPem;
+  const keyPem = read(join(sotaDir, 'pkey.pem'), 'the device key');
+  const chained = existsSync(join(sotaDir, 'client.chained')) ? read(join(sotaDir, 'client.chained'), 'the certificate chain') : certPem;
   const due = renewalDue(current);
   if (!a.force && Date.now() < due.getTime()) {
     say(
@@ -105,12 +99,7 @@ export async function renewMain(argv: string[], env: NodeJS.ProcessEnv, say: (s:
     return 0;
   }
   const caFile = a['ca-file'] ?? join(sotaDir, 'root.crt');
-  let ca: Buffer;
-  try {
-    ca = readFileSync(caFile);
-  } catch (err) {
-    throw unreadable('the CA file', caFile, err);
-  }
+  const ca = readDeviceFile('the CA file', caFile);
 
   // the key to renew with: the current one, a new one kept from a failed attempt, or a new one
   const pendingPath = join(sotaDir, PENDING_KEY);
