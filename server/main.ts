@@ -169,7 +169,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     rateLimiter: config.rateLimit > 0 ? createRateLimiter(config.rateLimit) : undefined,
     crl,
     caState,
-    est: { ca: pki.local, rootPem: signingFrom(pki).rootPem, bootstrapCas, clock },
+    est: { ca: pki.local, rootPem: pki.rootPem, bootstrapCas, clock },
     signService,
     store,
     signer,
@@ -180,7 +180,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
 
   // a device renews over EST with its certificate as the TLS client certificate: ask for one, and judge it per route
   const tls = config.tls
-    ? { ...readTls(config.tls), clientCas: [pki.local.certPem, signingFrom(pki).rootPem, ...bootstrapCas.map((c) => c.toString())] }
+    ? { ...readTls(config.tls), clientCas: [pki.local.certPem, pki.rootPem, ...bootstrapCas.map((c) => c.toString())] }
     : undefined;
   // what started before the listeners must stop if one cannot listen, or its timers keep the process alive
   const abandon = async (): Promise<void> => {

@@ -10,15 +10,15 @@
 import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { X509Certificate } from 'node:crypto';
-import { parseCertificate } from '../../pki/certificate.js';
+import { parseCertificate, pemCertificates } from '../../pki/certificate.js';
 import { parseCsr } from '../../pki/csr.js';
 import { KilnError } from '../../pki/errors.js';
-import { pemCertificates } from '../../pki/certificate.js';
+import { certsOnlyPkcs7 } from '../../pki/pkcs7-build.js';
 import type { Ca } from '../../pki/ca.js';
 import type { Store } from '../db/store.js';
 import type { SignService, SignTrace } from '../sign-service.js';
 import { basicPassword, checkValidity, clientCertificate, issuedBy } from './client-auth.js';
-import { csrAttrs, CSRATTRS_TYPE, decodeBase64Body, base64Lines, pkcs7Body, PKCS10_TYPE, PKCS7_TYPE } from './wire.js';
+import { csrAttrs, CSRATTRS_TYPE, decodeBase64Body, PKCS10_TYPE, PKCS7_TYPE } from './wire.js';
 
 export interface EstDeps {
   signService: SignService;
@@ -48,7 +48,6 @@ const LOT_LABEL = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function createEstRoutes(deps: EstDeps): Hono<EstEnv> {
   const est = new Hono<EstEnv>();
   const caX509 = new X509Certificate(deps.ca.cert.der);
-  const chain = [deps.ca.cert.der, ...pemCertificates(deps.rootPem)];
 
   const labelOf = (c: Context<EstEnv>): string | undefined => {
     const label = c.req.param('label');
@@ -68,25 +67,27 @@ export function createEstRoutes(deps: EstDeps): Hono<EstEnv> {
 
   const meta = (c: Context<EstEnv>, token?: string) => ({ requestId: c.get('requestId'), clientAddress: deps.clientAddress(c), token });
 
-  const certificateAnswer = (c: Context<EstEnv>, pem: string): Response => {
-    c.header('Content-Type', PKCS7_TYPE);
+  /** An EST answer: DER, sent base64 (RFC 7030 §4). */
+  const base64Answer = (c: Context<EstEnv>, type: string, der: Uint8Array): Response => {
+    c.header('Content-Type', type);
     c.header('Content-Transfer-Encoding', 'base64');
-    return c.body(pkcs7Body(pemCertificates(pem)));
+    return c.body(Buffer.from(der).toString('base64'));
   };
+  const certificateAnswer = (c: Context<EstEnv>, pem: string): Response =>
+    base64Answer(c, PKCS7_TYPE, certsOnlyPkcs7(pemCertificates(pem)));
+  // the same for every request: made once
+  const cacerts = certsOnlyPkcs7([deps.ca.cert.der, ...pemCertificates(deps.rootPem)]);
+  const attrs = csrAttrs();
 
   for (const prefix of [EST_PREFIX, `${EST_PREFIX}/:label`]) {
     est.get(`${prefix}/cacerts`, (c) => {
       labelOf(c);
-      c.header('Content-Type', PKCS7_TYPE);
-      c.header('Content-Transfer-Encoding', 'base64');
-      return c.body(pkcs7Body(chain));
+      return base64Answer(c, PKCS7_TYPE, cacerts);
     });
 
     est.get(`${prefix}/csrattrs`, (c) => {
       labelOf(c);
-      c.header('Content-Type', CSRATTRS_TYPE);
-      c.header('Content-Transfer-Encoding', 'base64');
-      return c.body(base64Lines(csrAttrs()));
+      return base64Answer(c, CSRATTRS_TYPE, attrs);
     });
 
     est.post(`${prefix}/simpleenroll`, async (c) => {

@@ -1,9 +1,8 @@
-// EST's wire format (RFC 7030 §4): base64-encoded DER both ways, PKCS#10 in,
-// certs-only PKCS#7 out, and the CSR attributes Kiln's policy asks for.
+// EST's wire format (RFC 7030 §4): base64-encoded DER in (PKCS#10), the media types
+// of the answers, and the CSR attributes Kiln's policy asks for.
 import { oid, seq, set } from '../../pki/der.js';
 import { KilnError } from '../../pki/errors.js';
 import { OID } from '../../pki/oids.js';
-import { certsOnlyPkcs7 } from '../../pki/pkcs7-build.js';
 
 export const PKCS7_TYPE = 'application/pkcs7-mime; smime-type=certs-only';
 export const CSRATTRS_TYPE = 'application/csrattrs';
@@ -17,11 +16,6 @@ export function decodeBase64Body(body: string, what: string): Buffer {
     throw new KilnError('bad_request', `${what} is not base64 (RFC 7030: base64-encoded DER)`);
   return Buffer.from(text, 'base64');
 }
-
-/** Base64 in lines of 64 characters, CRLF-separated. */
-export const base64Lines = (der: Uint8Array): string => Buffer.from(der).toString('base64');
-
-export const pkcs7Body = (certDers: Uint8Array[]): string => base64Lines(certsOnlyPkcs7(certDers));
 
 const EC_PUBLIC_KEY = '1.2.840.10045.2.1';
 const PRIME256V1 = '1.2.840.10045.3.1.7';
